@@ -1,0 +1,3 @@
+"""fingerd: a finger server (RFC 1288) built on threads."""
+
+__version__ = "0.1.0"

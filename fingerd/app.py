@@ -1,0 +1,197 @@
+"""The application: owns every service, starts them in order, stops them in reverse.
+
+Start-up follows one rule: *accept nothing until everything is ready*::
+
+    parse options ──> open logs ──> bind ports (as root) ──> drop privileges
+        ──> load and watch the status file ──> signal handlers ──> pidfile
+        ──> listen and serve ──> READY=1 ──> main loop
+
+Ports are bound before the drop because only root may bind port 79; they
+listen only at the end, so a client never meets a daemon that has not yet
+loaded its table, and a SIGTERM during start-up is never lost.
+
+The main thread does no network work.  It sleeps on an `Event` that the
+signal handlers set, wakes at least every `tick` seconds (a Python signal
+handler runs only when the main thread wakes), runs the watcher's health
+check, and on SIGTERM or SIGINT stops the services in reverse order of
+starting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from fingerd.config import Parser
+from fingerd.daemon.identity import IdentityError, drop_privileges
+from fingerd.daemon.logs import Logs
+from fingerd.daemon.notify import Notifier
+from fingerd.daemon.pidfile import PidFile, PidFileError
+from fingerd.finger.answer import Policy
+from fingerd.finger.server import FingerServer, FingerSettings
+from fingerd.users.table import UserTable
+from fingerd.users.watcher import StatusFileWatcher
+
+log = logging.getLogger("fingerd")
+
+
+class Service(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StartupError(Exception):
+    """Start-up failed in a way the operator must fix; carries the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Application:
+    """The running daemon."""
+
+    tick = 0.5
+    spare_descriptors = 64
+
+    def __init__(self, options: argparse.Namespace, logs: Logs) -> None:
+        self.options = options
+        self.logs = logs
+        self.table = UserTable()
+        self.watcher = StatusFileWatcher(options.status_file, self.table)
+        settings = FingerSettings(
+            timeout=options.timeout,
+            max_connections=options.max_connections,
+            policy=Policy(list_users=options.list_users),
+        )
+        self.finger = FingerServer(options.finger_address, self.table, settings)
+        self.pidfile = PidFile(options.pidfile) if options.pidfile else None
+        self.notifier = Notifier()
+        self._running: list[Service] = []
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+
+    def run(self) -> int:
+        """Start, serve until told to stop, stop; return the exit status."""
+        try:
+            self._start()
+        except BaseException:
+            self._stop_services()
+            raise
+        self.notifier.send("READY=1", f"STATUS=serving finger on {self.options.finger_address}")
+        log.info("ready: finger on %s, status file %s", self.options.finger_address, self.watcher.path)
+        self._main_loop()
+        self.notifier.send("STOPPING=1")
+        log.info("stopping")
+        self._stop_services()
+        log.info("stopped")
+        return 0
+
+    def _start(self) -> None:
+        self._raise_descriptor_limit()
+        self._bind(self.finger)
+        try:
+            log.info("%s", drop_privileges(self.options.user, self.options.group))
+        except IdentityError as error:
+            raise StartupError(str(error), 2) from None
+        self._start_service(self.watcher)
+        self._install_signal_handlers()
+        if self.pidfile is not None:
+            try:
+                self.pidfile.write()
+            except PidFileError as error:
+                raise StartupError(str(error)) from None
+        self._start_service(self.finger)
+
+    def _bind(self, server: FingerServer) -> None:
+        try:
+            server.bind()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise StartupError(f"cannot listen on {server.listen_address}: {reason}") from None
+
+    def _start_service(self, service: Service) -> None:
+        service.start()
+        self._running.append(service)
+
+    def _stop_services(self) -> None:
+        while self._running:
+            service = self._running.pop()
+            try:
+                service.stop()
+            except Exception:
+                log.exception("error stopping %s", type(service).__name__)
+        if self.pidfile is not None:
+            self.pidfile.remove()
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_stop_signal(self, number: int, frame: object) -> None:
+        self._stop_requested = True
+        self._wake.set()
+
+    def _on_reload_signal(self, number: int, frame: object) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def _main_loop(self) -> None:
+        while True:
+            self._wake.wait(self.tick)
+            self._wake.clear()
+            if self._stop_requested:
+                return
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            self.watcher.check()
+
+    def _reload(self) -> None:
+        self.notifier.send("RELOADING=1")
+        log.info("SIGHUP: reopening the log and reloading %s", self.watcher.path)
+        self.logs.reopen()
+        self.watcher.reload()
+        self.notifier.send("READY=1")
+
+    def _raise_descriptor_limit(self) -> None:
+        """Make room for --max-connections open sockets, if the hard limit allows."""
+        wanted = self.options.max_connections + self.spare_descriptors
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft >= wanted:
+            return
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("open file limit %d is below --max-connections + %d", target, self.spare_descriptors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `fingerd` command."""
+    parser = Parser()
+    options = parser.parse(argv)
+    if options.check_config:
+        sys.stdout.write(parser.format_values())
+        return 0
+    try:
+        logs = Logs(options.log_file, options.log_level, options.syslog)
+    except OSError as error:
+        parser.error(f"argument --log-file: cannot open {options.log_file!r}: {error.strerror}")
+    try:
+        return Application(options, logs).run()
+    except StartupError as error:
+        log.critical("%s", error)
+        if logs.handler.__class__ is not logging.StreamHandler:
+            print(f"fingerd: {error}", file=sys.stderr)
+        return error.status
+    finally:
+        logs.close()

@@ -1,0 +1,1 @@
+"""Running as a Unix daemon: logging, identity, pidfile, readiness."""

@@ -1,0 +1,60 @@
+"""The pidfile: written once the daemon is ready, removed when it stops.
+
+It is written after the privilege drop, as the daemon's own user, so the
+directory holding it must belong to that user; writing as root into a
+directory another user controls would invite a symlink attack.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class PidFileError(Exception):
+    """The pidfile names a running process, or cannot be written."""
+
+
+class PidFile:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._written = False
+
+    def write(self) -> None:
+        """Record this process; refuse if another live process is recorded."""
+        other = self._recorded_pid()
+        if other and other != os.getpid() and _is_running(other):
+            raise PidFileError(f"{self.path} names a running process ({other}); is fingerd already running?")
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+            os.replace(temporary, self.path)
+        except OSError as error:
+            raise PidFileError(f"cannot write pidfile {self.path}: {error.strerror}") from None
+        self._written = True
+
+    def remove(self) -> None:
+        """Remove the file if it still names this process."""
+        if self._written and self._recorded_pid() == os.getpid():
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def _recorded_pid(self) -> int:
+        try:
+            with open(self.path, encoding="ascii", errors="replace") as handle:
+                return int(handle.read(32).strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,1 @@
+"""The finger service: queries answered over TCP port 79."""

@@ -1,0 +1,117 @@
+"""One finger client's socket, what it has sent and what it is owed.
+
+Every method is non-blocking and returns what happened; the server decides
+what to do next.  Errors from the peer (a reset, a broken pipe) end the
+connection quietly: there is nobody left to answer.
+"""
+
+from __future__ import annotations
+
+import socket
+from enum import Enum
+
+from fingerd.protocol import Kind, Query, line_is_too_long, parse_query, split_line
+from fingerd.render import visible_bytes
+
+RECV_SIZE = 4096
+LOGGED_QUERY_CHARS = 120
+
+
+class Progress(Enum):
+    """Where reading a query stands."""
+
+    WAITING = "waiting"
+    COMPLETE = "complete"
+    GONE = "gone"
+
+
+class Connection:
+    """A client socket in non-blocking mode, with its buffers."""
+
+    __slots__ = ("sock", "peer", "accepted", "received", "eof", "outgoing", "deadline")
+
+    def __init__(self, sock: socket.socket, peer: str, accepted: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.accepted = accepted
+        self.received = b""
+        self.eof = False
+        self.outgoing = memoryview(b"")
+        self.deadline = 0.0
+
+    def read(self) -> Progress:
+        """Take what has arrived; say whether the query line is complete."""
+        try:
+            chunk = self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return Progress.WAITING
+        except OSError:
+            return Progress.GONE
+        if not chunk:
+            self.eof = True
+            return Progress.COMPLETE
+        self.received += chunk
+        if b"\n" in chunk or line_is_too_long(self.received):
+            return Progress.COMPLETE
+        return Progress.WAITING
+
+    def query(self) -> Query:
+        """The query the client sent (only the first line counts)."""
+        if line_is_too_long(self.received):
+            return Query(Kind.TOO_LONG)
+        line, _ = split_line(self.received)
+        return parse_query(line)
+
+    def query_for_log(self) -> str:
+        """The query line, escaped and shortened for the access log."""
+        line, _ = split_line(self.received[: LOGGED_QUERY_CHARS * 4])
+        text = visible_bytes(line)
+        if len(text) > LOGGED_QUERY_CHARS or len(self.received) > LOGGED_QUERY_CHARS * 4:
+            text = text[:LOGGED_QUERY_CHARS] + f"...({len(self.received)} bytes read)"
+        return text
+
+    def has_unread_input(self) -> bool:
+        """True if the client sent more than its query and may send still more.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy the reply before the client reads it; such
+        connections linger until the client stops sending.
+        """
+        if self.eof:
+            return False
+        end = self.received.find(b"\n")
+        return end < 0 or end + 1 < len(self.received)
+
+    def owe(self, reply: bytes) -> None:
+        """Queue ``reply`` to be sent by `write`."""
+        self.outgoing = memoryview(reply)
+
+    def write(self) -> bool:
+        """Send what is owed; True when all is sent or the peer is gone."""
+        try:
+            sent = self.sock.send(self.outgoing)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self.outgoing = memoryview(b"")
+            return True
+        self.outgoing = self.outgoing[sent:]
+        return not self.outgoing
+
+    def discard_input(self) -> bool:
+        """Read and drop input; True once the client has closed or failed."""
+        try:
+            for _ in range(16):
+                if not self.sock.recv(65536):
+                    return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return False
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,244 @@
+"""The finger service (RFC 1288, port 79) on `socketserver`.
+
+::
+
+    finger-acceptor thread                 finger-waiting-room thread
+    serve_forever(): accept()              selector over parked sockets
+      process_request(): recv, no wait       |
+        query complete? --yes--> respond     +-- readable: read more --> respond
+        |                        send, no wait   writable: send the rest
+        +--no--> park -------------------->      peer closed: close
+                                                 deadline: time-out reply, close
+
+The accepting thread never blocks on a client.  A client that has already
+sent its line (nearly all of them) is answered on the spot from the user
+table: one ``accept``, ``recv``, ``send`` and ``close``, no thread started
+and no hand-off.  A client that is slow to ask, slow to read, or keeps
+sending is parked in the `WaitingRoom`, which finishes it without holding a
+thread.  So idle clients cannot starve the service, and the only limit on
+them is `--max-connections`, past which a client gets `BUSY` and is closed.
+
+Replies are built by the pure functions of `fingerd.finger.answer` and cached
+per table generation, so a large user list costs its formatting once per
+reload rather than once per query.
+
+Tunables are class attributes, as in `socketserver`.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import selectors
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+
+from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer
+from fingerd.finger.connection import Connection, Progress
+from fingerd.finger.waiting_room import WaitingRoom
+from fingerd.listen import ListenAddress, ListenerMixin, peer_text
+from fingerd.protocol import Query
+from fingerd.render import reply_bytes
+from fingerd.users.table import UserTable
+
+log = logging.getLogger("fingerd.finger")
+access_log = logging.getLogger("fingerd.access")
+
+BUSY_REPLY = reply_bytes([BUSY])
+TIMED_OUT_REPLY = reply_bytes([TIMED_OUT])
+
+
+@dataclass(frozen=True)
+class FingerSettings:
+    """The operator's limits and choices for the finger service."""
+
+    timeout: float = 10.0
+    max_connections: int = 512
+    policy: Policy = field(default_factory=Policy)
+
+
+class Slots:
+    """Counts open connections against `--max-connections`."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._free <= 0:
+                return False
+            self._free -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._free += 1
+
+
+class _ReplyCache:
+    """Encoded replies for one table generation."""
+
+    __slots__ = ("generation", "replies")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.replies: dict[Query, tuple[bytes, str]] = {}
+
+
+class FingerServer(ListenerMixin, socketserver.TCPServer):
+    """Answers finger queries from a `UserTable`; `start()` and `stop()` it."""
+
+    allow_reuse_address = True
+    request_queue_size = 1024
+    poll_interval = 0.2
+    linger_seconds = 2.0
+    stop_grace = 3.0
+    cache_entries = 4096
+    accept_error_pause = 0.05
+
+    def __init__(self, address: ListenAddress, table: UserTable, settings: FingerSettings) -> None:
+        self.listen_address = address
+        self.address_family = address.family
+        self.table = table
+        self.settings = settings
+        self.slots = Slots(settings.max_connections)
+        self.waiting_room = WaitingRoom()
+        self._cache = _ReplyCache(-1)
+        self._thread = threading.Thread(target=self._serve, name="finger-acceptor", daemon=True)
+        super().__init__((address.host, address.port), None, bind_and_activate=False)  # type: ignore[arg-type]
+
+    # -- lifecycle -----------------------------------------------------
+
+    def bind(self) -> None:
+        """Bind the port now (before privileges are dropped); listen later."""
+        try:
+            self.server_bind()
+        except OSError:
+            self.server_close()
+            raise
+
+    def start(self) -> None:
+        """Start listening and answering."""
+        self.server_activate()
+        self.waiting_room.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, finish in-flight replies, join both threads."""
+        if self._thread.is_alive():
+            self.shutdown()
+            self._thread.join()
+        self.server_close()
+        self.waiting_room.stop(self.stop_grace)
+
+    def _serve(self) -> None:
+        self.serve_forever(self.poll_interval)
+
+    # -- socketserver extension points ---------------------------------
+
+    def get_request(self) -> tuple[socket.socket, tuple]:
+        try:
+            return super().get_request()
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.error("cannot accept a connection: %s", error.strerror)
+                time.sleep(self.accept_error_pause)
+            raise
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        if not self.slots.take():
+            self._turn_away(request, client_address)
+            return
+        request.setblocking(False)
+        conn = Connection(request, peer_text(client_address), time.monotonic())
+        try:
+            self._on_readable(conn)
+        except Exception:
+            log.exception("error answering %s", conn.peer)
+            self._close(conn)
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        log.exception("error with a connection from %s", peer_text(client_address))
+
+    # -- one exchange, step by step ------------------------------------
+
+    def _on_readable(self, conn: Connection) -> None:
+        progress = conn.read()
+        if progress is Progress.COMPLETE:
+            self._respond(conn)
+        elif progress is Progress.GONE:
+            self._close(conn)
+        else:
+            deadline = conn.accepted + self.settings.timeout
+            self._park(conn, selectors.EVENT_READ, deadline, self._on_readable, self._on_read_timeout)
+
+    def _respond(self, conn: Connection) -> None:
+        reply, outcome = self._reply(conn.query())
+        access_log.info("%s \"%s\" %s", conn.peer, conn.query_for_log(), outcome)
+        conn.owe(reply)
+        conn.deadline = time.monotonic() + self.settings.timeout
+        self._on_writable(conn)
+
+    def _on_writable(self, conn: Connection) -> None:
+        if not conn.write():
+            self._park(conn, selectors.EVENT_WRITE, conn.deadline, self._on_writable, self._close)
+            return
+        if not conn.has_unread_input():
+            self._close(conn)
+            return
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.deadline = time.monotonic() + min(self.linger_seconds, self.settings.timeout)
+        self._park(conn, selectors.EVENT_READ, conn.deadline, self._on_lingering, self._close)
+
+    def _on_lingering(self, conn: Connection) -> None:
+        if conn.discard_input():
+            self._close(conn)
+        else:
+            self._park(conn, selectors.EVENT_READ, conn.deadline, self._on_lingering, self._close)
+
+    def _on_read_timeout(self, conn: Connection) -> None:
+        access_log.info("%s \"%s\" timeout", conn.peer, conn.query_for_log())
+        conn.owe(TIMED_OUT_REPLY)
+        conn.write()
+        self._close(conn)
+
+    def _park(self, conn: Connection, events: int, deadline: float, on_ready, on_expired) -> None:
+        self.waiting_room.park(
+            conn.sock, events, deadline, functools.partial(on_ready, conn), functools.partial(on_expired, conn)
+        )
+
+    def _close(self, conn: Connection) -> None:
+        conn.close()
+        self.slots.give_back()
+
+    def _turn_away(self, request: socket.socket, client_address: tuple) -> None:
+        """Past `--max-connections`: a short reply, never a wait."""
+        conn = Connection(request, peer_text(client_address), time.monotonic())
+        request.setblocking(False)
+        conn.discard_input()
+        conn.owe(BUSY_REPLY)
+        conn.write()
+        conn.close()
+        access_log.info("%s - busy", conn.peer)
+
+    # -- replies -------------------------------------------------------
+
+    def _reply(self, query: Query) -> tuple[bytes, str]:
+        snapshot = self.table.snapshot()
+        cache = self._cache
+        if cache.generation != snapshot.generation or len(cache.replies) >= self.cache_entries:
+            cache = self._cache = _ReplyCache(snapshot.generation)
+        cached = cache.replies.get(query)
+        if cached is None:
+            result = answer(query, snapshot, self.settings.policy)
+            cached = cache.replies[query] = (reply_bytes(result.lines), result.outcome)
+        return cached

@@ -1,0 +1,78 @@
+"""Where the network services listen: `--bind` and a port, resolved once.
+
+The default is every interface, IPv4 and IPv6 on one socket (``::`` with
+``IPV6_V6ONLY`` off; IPv4 peers then appear as ``::ffff:a.b.c.d``).  A host
+without IPv6 falls back to ``0.0.0.0``.  A named address listens on that
+address only.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A resolved listening address."""
+
+    family: int
+    host: str
+    port: int
+    dual_stack: bool = False
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
+        return f"{host}:{self.port}"
+
+
+def _ipv6_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:
+        return False
+    return True
+
+
+def resolve_listen_address(bind: str | None, port: int) -> ListenAddress:
+    """Turn `--bind` and a port into an address; ValueError if it has none."""
+    host = (bind or "").strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or host == "::":
+        if _ipv6_available():
+            return ListenAddress(socket.AF_INET6, "::", port, dual_stack=True)
+        if host == "::":
+            raise ValueError("IPv6 is not available on this host")
+        return ListenAddress(socket.AF_INET, "0.0.0.0", port)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ValueError(f"cannot resolve {host!r}: {error.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return ListenAddress(family, sockaddr[0], port)
+
+
+class ListenerMixin:
+    """For `socketserver.TCPServer` subclasses: bind to a `ListenAddress`.
+
+    Set ``listen_address`` before the server's ``__init__`` runs; it picks
+    the address family, and `server_bind` sets dual-stack as asked.
+    """
+
+    listen_address: ListenAddress
+    socket: socket.socket
+
+    def server_bind(self) -> None:
+        if self.listen_address.family == socket.AF_INET6:
+            v6only = 0 if self.listen_address.dual_stack else 1
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        super().server_bind()  # type: ignore[misc]
+
+
+def peer_text(address: tuple) -> str:
+    """A peer address for logs, with IPv4-mapped IPv6 shown as plain IPv4."""
+    host = str(address[0]) if address else "?"
+    return host[7:] if host.startswith("::ffff:") and "." in host else host

@@ -1,0 +1,1 @@
+"""The user table, the status file that feeds it, and its watcher."""

@@ -1,0 +1,99 @@
+"""The status file format (SPEC 5): bytes in, a table of statuses out.
+
+::
+
+    # comments and blank lines are ignored
+    alice: Writing the finger daemon
+    bob: Out to lunch
+    carol:
+     a plan of several lines, each after exactly one space or tab,
+       keeps any further indentation, so ASCII art survives
+
+The parser is pure and total: it never raises, it reports each malformed line
+with its number and goes on, so one bad line costs one entry, never the file.
+Lines are split on ``\\n`` only; ``str.splitlines`` would also split on form
+feeds and Unicode separators that a status may legitimately contain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fingerd.protocol import is_valid_name
+
+Status = tuple[str, ...]
+"""A status: its lines, first line first, never empty lines at either end."""
+
+
+@dataclass
+class Problem:
+    """One line the parser skipped or doubted, for the log."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ParsedFile:
+    """What a status file said: the statuses, and what was wrong with it."""
+
+    users: dict[str, Status] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    invalid_utf8: bool = False
+
+
+def decode(data: bytes) -> tuple[str, bool]:
+    """Decode as UTF-8, replacing invalid bytes; say whether any were."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace"), True
+
+
+def _trim(lines: list[str]) -> Status:
+    start, end = 0, len(lines)
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    return tuple(lines[start:end])
+
+
+def parse_status_file(data: bytes) -> ParsedFile:
+    """Parse the whole file; later entries for the same name win."""
+    text, invalid = decode(data)
+    result = ParsedFile(invalid_utf8=invalid)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    entries: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line or line.startswith("#"):
+            continue
+        if line[0] in " \t":
+            if current is None:
+                result.problems.append(Problem(number, "continuation line with no user before it"))
+            else:
+                current.append(line[1:])
+            continue
+        name, colon, status = line.partition(":")
+        name = name.strip()
+        if not colon:
+            result.problems.append(Problem(number, "no colon: expected 'name: status'"))
+            current = None
+            continue
+        if not is_valid_name(name):
+            result.problems.append(Problem(number, f"not a valid user name: {name[:40]!r}"))
+            current = None
+            continue
+        if name in entries:
+            result.problems.append(Problem(number, f"{name} listed again; this entry wins"))
+        current = [status.strip()]
+        entries[name] = current
+    result.users = {name: _trim(lines) for name, lines in entries.items()}
+    return result

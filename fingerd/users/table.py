@@ -1,0 +1,80 @@
+"""The user table: the one piece of state every service shares.
+
+Readers (finger handlers, and later the web view and the IRC bot) and the
+single writer (the status-file reloader) meet only here.  A reload builds a
+complete new `Snapshot` off to the side and swaps it in under the lock, so
+a reader holds the lock for one pointer copy, never waits for a reload, and
+never sees half a table.  A snapshot is never changed after it is built.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from fingerd.users.statusfile import Status
+
+
+def _fold_index(users: Mapping[str, Status]) -> dict[str, str]:
+    """Map case-folded names to names, leaving out ambiguous ones."""
+    index: dict[str, str] = {}
+    clashes: set[str] = set()
+    for name in users:
+        folded = name.casefold()
+        if folded in index:
+            clashes.add(folded)
+        index[folded] = name
+    for folded in clashes:
+        del index[folded]
+    return index
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One immutable generation of the table."""
+
+    users: Mapping[str, Status] = field(default_factory=dict)
+    folded: Mapping[str, str] = field(default_factory=dict)
+    generation: int = 0
+
+    def lookup(self, name: str) -> tuple[str, Status] | None:
+        """Find a user by exact name, else by unambiguous case-folded name."""
+        status = self.users.get(name)
+        if status is not None:
+            return name, status
+        real = self.folded.get(name.casefold())
+        if real is None:
+            return None
+        return real, self.users[real]
+
+    def listing(self) -> list[tuple[str, str]]:
+        """Every user with the first line of their status, sorted by name."""
+        return [(name, status[0] if status else "") for name, status in sorted(self.users.items())]
+
+
+class UserTable:
+    """Lock-protected holder of the current `Snapshot`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot = Snapshot()
+
+    def snapshot(self) -> Snapshot:
+        """The current generation; keep it for the whole of one answer."""
+        with self._lock:
+            return self._snapshot
+
+    def replace(self, users: Mapping[str, Status]) -> Snapshot:
+        """Publish a new table built from ``users``; return it."""
+        frozen = dict(users)
+        folded = _fold_index(frozen)
+        with self._lock:
+            generation = self._snapshot.generation + 1
+            self._snapshot = Snapshot(MappingProxyType(frozen), MappingProxyType(folded), generation)
+            return self._snapshot
+
+    def lookup(self, name: str) -> tuple[str, Status] | None:
+        """Look ``name`` up in the current generation."""
+        return self.snapshot().lookup(name)
