@@ -80,7 +80,7 @@ def line_is_too_long(data: bytes) -> bool:
     if complete:
         return len(line) > MAX_QUERY_BYTES
     # Without a line end yet, a trailing CR may still belong to CR LF.
-    return len(data) > MAX_QUERY_BYTES + 1
+    return len(data) - data.endswith(b"\r") > MAX_QUERY_BYTES
 
 
 def parse_query(line: bytes) -> Query:

@@ -1,0 +1,184 @@
+"""Shared fixtures: free ports, a real daemon process, a raw finger client.
+
+The daemon runs as a separate process (``python fingerd.py -c CONFIG``) on
+loopback ports.  Readiness is taken from the daemon itself: the harness owns
+a datagram socket, passes it as ``NOTIFY_SOCKET`` and waits for ``READY=1``,
+so no test sleeps and guesses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = ROOT / "fingerd.py"
+START_TIMEOUT = 15.0
+
+
+class PortAllocator:
+    """Hands out free loopback ports, never the same one twice in a run."""
+
+    def __init__(self) -> None:
+        self.given: set[int] = set()
+
+    def take(self) -> int:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                probe.bind(("::", 0))
+                port = probe.getsockname()[1]
+            if port not in self.given:
+                self.given.add(port)
+                return port
+        raise RuntimeError("no free port found")
+
+
+@pytest.fixture(scope="session")
+def ports() -> PortAllocator:
+    return PortAllocator()
+
+
+def finger(port: int, data: bytes, host: str = "127.0.0.1", half_close: bool = False, timeout: float = 10) -> bytes:
+    """Send raw bytes to a finger port and read the reply to EOF."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return read_all(sock)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Daemon:
+    """One fingerd process started from a config file written by the test."""
+
+    def __init__(self, workdir: Path, port: int, options: dict[str, object], env: dict[str, str] | None = None):
+        self.workdir = workdir
+        self.port = port
+        self.status_file = Path(str(options.get("status-file", workdir / "status")))
+        self.config = workdir / "fingerd.conf"
+        self.log_path = workdir / "stderr.log"
+        settings: dict[str, object] = {
+            "bind": "127.0.0.1",
+            "finger-port": port,
+            "status-file": self.status_file,
+            "user": "root",
+            "timeout": 5,
+        }
+        settings.update(options)
+        self.config.write_text("".join(f"{key} = {value}\n" for key, value in settings.items() if value is not None))
+        self.env = dict(os.environ, **(env or {}))
+        self.process: subprocess.Popen | None = None
+        self.notify: socket.socket | None = None
+
+    def start(self, wait: bool = True) -> Daemon:
+        notify_path = self.workdir / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify_path))
+        env = dict(self.env, NOTIFY_SOCKET=str(notify_path))
+        self.stderr = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, str(ENTRY), "-c", str(self.config)], cwd=ROOT, env=env, stderr=self.stderr
+        )
+        if wait:
+            self.wait_for("READY=1")
+        return self
+
+    def wait_for(self, state: str, timeout: float = START_TIMEOUT) -> list[str]:
+        """Wait for a readiness message containing ``state``; return all seen."""
+        assert self.notify is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.process.returncode}: {self.log()}")
+            self.notify.settimeout(0.1)
+            try:
+                message = self.notify.recv(4096).decode()
+            except socket.timeout:
+                continue
+            seen.extend(message.split("\n"))
+            if state in message.split("\n"):
+                return seen
+        raise AssertionError(f"no {state} within {timeout}s; seen {seen}; log: {self.log()}")
+
+    def query(self, data: bytes, **kwargs) -> bytes:
+        return finger(self.port, data, **kwargs)
+
+    def text(self, query: str) -> str:
+        return self.query(query.encode() + b"\r\n").decode("utf-8")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(number)
+
+    def stop(self, timeout: float = 10) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
+        if not self.stderr.closed:
+            self.stderr.close()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path, ports: PortAllocator):
+    """Factory: ``start_daemon(status="alice: hi\\n", **options)`` returns a running Daemon."""
+    daemons: list[Daemon] = []
+
+    def start(status: str | bytes | None = "", wait: bool = True, env: dict[str, str] | None = None, **options):
+        workdir = tmp_path / f"daemon{len(daemons)}"
+        workdir.mkdir()
+        options = {key.replace("_", "-"): value for key, value in options.items()}
+        daemon = Daemon(workdir, ports.take(), options, env)
+        if status is not None:
+            data = status.encode() if isinstance(status, str) else status
+            daemon.status_file.write_bytes(data)
+        daemons.append(daemon)
+        return daemon.start(wait)
+
+    yield start
+    for daemon in daemons:
+        daemon.close()
+
+
+def run_fingerd(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run ``python fingerd.py ARGS`` to completion (config checks, errors)."""
+    return subprocess.run(
+        [sys.executable, str(ENTRY), *args],
+        cwd=ROOT,
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
