@@ -68,7 +68,14 @@ def read_all(sock: socket.socket) -> bytes:
 class Daemon:
     """One fingerd process started from a config file written by the test."""
 
-    def __init__(self, workdir: Path, port: int, options: dict[str, object], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        options: dict[str, object],
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.workdir = workdir
         self.port = port
         self.status_file = Path(str(options.get("status-file", workdir / "status")))
@@ -84,17 +91,19 @@ class Daemon:
         settings.update(options)
         self.config.write_text("".join(f"{key} = {value}\n" for key, value in settings.items() if value is not None))
         self.env = dict(os.environ, **(env or {}))
+        self.args = args
         self.process: subprocess.Popen | None = None
         self.notify: socket.socket | None = None
 
     def start(self, wait: bool = True) -> Daemon:
         notify_path = self.workdir / "notify.sock"
+        notify_path.unlink(missing_ok=True)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify_path))
         env = dict(self.env, NOTIFY_SOCKET=str(notify_path))
         self.stderr = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, str(ENTRY), "-c", str(self.config)], cwd=ROOT, env=env, stderr=self.stderr
+            [sys.executable, str(ENTRY), "-c", str(self.config), *self.args], cwd=ROOT, env=env, stderr=self.stderr
         )
         if wait:
             self.wait_for("READY=1")
@@ -153,14 +162,26 @@ class Daemon:
 
 @pytest.fixture
 def start_daemon(tmp_path: Path, ports: PortAllocator):
-    """Factory: ``start_daemon(status="alice: hi\\n", **options)`` returns a running Daemon."""
+    """Factory: ``start_daemon(status="alice: hi\\n", **options)`` returns a running Daemon.
+
+    Option values may name the daemon's own directory as ``{workdir}``.
+    """
     daemons: list[Daemon] = []
 
-    def start(status: str | bytes | None = "", wait: bool = True, env: dict[str, str] | None = None, **options):
+    def start(
+        status: str | bytes | None = "",
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        **options,
+    ):
         workdir = tmp_path / f"daemon{len(daemons)}"
         workdir.mkdir()
-        options = {key.replace("_", "-"): value for key, value in options.items()}
-        daemon = Daemon(workdir, ports.take(), options, env)
+        options = {
+            key.replace("_", "-"): value.format(workdir=workdir) if isinstance(value, str) else value
+            for key, value in options.items()
+        }
+        daemon = Daemon(workdir, ports.take(), options, env, args)
         if status is not None:
             data = status.encode() if isinstance(status, str) else status
             daemon.status_file.write_bytes(data)
