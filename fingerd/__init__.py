@@ -1,3 +1,1 @@
 """fingerd: a finger server (RFC 1288) built on threads."""
-
-__version__ = "0.1.0"

@@ -75,8 +75,10 @@ class Daemon:
         options: dict[str, object],
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        python: str = sys.executable,
     ):
         self.workdir = workdir
+        self.python = python
         self.port = port
         self.status_file = Path(str(options.get("status-file", workdir / "status")))
         self.config = workdir / "fingerd.conf"
@@ -100,10 +102,11 @@ class Daemon:
         notify_path.unlink(missing_ok=True)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify_path))
+        notify_path.chmod(0o777)  # a daemon that has dropped root still reports, as under systemd
         env = dict(self.env, NOTIFY_SOCKET=str(notify_path))
         self.stderr = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, str(ENTRY), "-c", str(self.config), *self.args], cwd=ROOT, env=env, stderr=self.stderr
+            [self.python, str(ENTRY), "-c", str(self.config), *self.args], cwd=ROOT, env=env, stderr=self.stderr
         )
         if wait:
             self.wait_for("READY=1")
@@ -173,15 +176,18 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
         wait: bool = True,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        python: str = sys.executable,
+        workdir: Path | None = None,
         **options,
     ):
-        workdir = tmp_path / f"daemon{len(daemons)}"
-        workdir.mkdir()
+        if workdir is None:
+            workdir = tmp_path / f"daemon{len(daemons)}"
+            workdir.mkdir()
         options = {
             key.replace("_", "-"): value.format(workdir=workdir) if isinstance(value, str) else value
             for key, value in options.items()
         }
-        daemon = Daemon(workdir, ports.take(), options, env, args)
+        daemon = Daemon(workdir, ports.take(), options, env, args, python)
         if status is not None:
             data = status.encode() if isinstance(status, str) else status
             daemon.status_file.write_bytes(data)
