@@ -245,15 +245,18 @@ def test_many_concurrent_clients_all_answered(daemon):
 
 
 def test_slow_reader_gets_the_whole_list(start_daemon):
-    status = "".join(f"user{i}: status number {i} " + "x" * 60 + "\n" for i in range(20000))
+    status = "".join(f"user{i}: status number {i} " + "x" * 60 + "\n" for i in range(30000))
     daemon = start_daemon(status)
-    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", daemon.port))
         sock.sendall(b"\r\n")
         time.sleep(0.5)
         assert daemon.query(b"user7\r\n").startswith(b"status number 7 ")
         reply = read_all(sock)
-    assert reply.count(b"\r\n") == 20000
+    assert reply.count(b"\r\n") == 30000
+    assert reply.startswith(b"user0 ")
 
 
 def test_each_query_is_logged(daemon):

@@ -18,11 +18,15 @@ from fingerd.users.statusfile import Status
 
 
 def _fold_index(users: Mapping[str, Status]) -> dict[str, str]:
-    """Map case-folded names to names, leaving out ambiguous ones."""
+    """Map lower-cased names to names, leaving out ambiguous ones.
+
+    Names are ASCII, and so is the folding: full Unicode case-folding would
+    let the Kelvin sign find ``k``.
+    """
     index: dict[str, str] = {}
     clashes: set[str] = set()
     for name in users:
-        folded = name.casefold()
+        folded = name.lower()
         if folded in index:
             clashes.add(folded)
         index[folded] = name
@@ -40,11 +44,13 @@ class Snapshot:
     generation: int = 0
 
     def lookup(self, name: str) -> tuple[str, Status] | None:
-        """Find a user by exact name, else by unambiguous case-folded name."""
+        """Find a user by exact name, else by unambiguous ASCII case-insensitive name."""
         status = self.users.get(name)
         if status is not None:
             return name, status
-        real = self.folded.get(name.casefold())
+        if not name.isascii():
+            return None
+        real = self.folded.get(name.lower())
         if real is None:
             return None
         return real, self.users[real]

@@ -1,0 +1,301 @@
+"""Unit and property tests for fingerd.finger.answer: a query and a table in, reply lines out."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fingerd.finger.answer import (
+    FORWARD_DENIED,
+    LIST_DENIED,
+    NO_PLAN,
+    NO_SUCH_USER,
+    NO_USERS,
+    TOO_LONG,
+    Answer,
+    Policy,
+    answer,
+)
+from fingerd.protocol import MAX_QUERY_BYTES, Kind, Query, is_valid_name, parse_query
+from fingerd.render import reply_bytes
+from fingerd.users.table import Snapshot, UserTable
+
+STATUSES = {
+    "alice": ("Writing the finger daemon",),
+    "bob": ("Out to lunch", "back at 2"),
+    "carol": ("first line of a plan", "  indented art"),
+    "dave": (),
+    "0": ("zero",),
+}
+
+CONTROL_BYTES = [bytes([code]) for code in range(0x20) if code not in (0x09, 0x0A, 0x0D)] + [b"\x7f"]
+UNSAFE_UTF8 = [chr(code).encode() for code in [*range(0x80, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F)]]
+UNSAFE_UTF8 += [chr(code).encode() for code in range(0x2066, 0x206A)]
+
+FIRST = "abcXYZ019_"
+REST = FIRST + ".-"
+names = st.one_of(
+    st.sampled_from(["alice", "Alice", "bob", "0", "root"]),
+    st.builds(str.__add__, st.sampled_from(FIRST), st.text(alphabet=REST, max_size=31)),
+)
+nasty_text = st.text(
+    alphabet=st.one_of(
+        st.characters(exclude_categories=()),
+        st.sampled_from(["\x1b", "\r", "\n", "\x00", "\x7f", "\x85", "\x9b", "\u2028", "\u202e", "\u2066"]),
+    )
+)
+any_tables = st.dictionaries(st.one_of(names, nasty_text), st.lists(nasty_text, max_size=4).map(tuple), max_size=8)
+query_bytes = st.one_of(
+    st.binary(max_size=1100),
+    names.map(str.encode),
+    st.tuples(st.sampled_from([b"", b"/W ", b"/w", b"  "]), names.map(str.encode)).map(b"".join),
+)
+
+
+@pytest.fixture
+def snapshot() -> Snapshot:
+    return UserTable().replace(STATUSES)
+
+
+def reply(line: bytes, snapshot: Snapshot, policy: Policy = Policy()) -> tuple[str, ...]:
+    return answer(parse_query(line), snapshot, policy).lines
+
+
+def assert_wire_safe(data: bytes) -> None:
+    data.decode("utf-8")
+    body = data.replace(b"\r\n", b"")
+    assert b"\r" not in body and b"\n" not in body
+    for bad in CONTROL_BYTES + UNSAFE_UTF8:
+        assert bad not in body, f"{bad!r} in {data!r}"
+
+
+# one user
+
+
+def test_known_user(snapshot):
+    assert answer(Query(Kind.USER, False, "alice"), snapshot, Policy()) == Answer(
+        ("Writing the finger daemon",), "found"
+    )
+
+
+def test_known_user_shows_every_status_line(snapshot):
+    assert reply(b"bob", snapshot) == ("Out to lunch", "back at 2")
+
+
+def test_user_without_status(snapshot):
+    assert reply(b"dave", snapshot) == (NO_PLAN,)
+
+
+def test_numeric_name(snapshot):
+    assert reply(b"0", snapshot) == ("zero",)
+
+
+def test_case_folded_lookup(snapshot):
+    assert reply(b"ALICE", snapshot) == ("Writing the finger daemon",)
+
+
+def test_unknown_user(snapshot):
+    result = answer(Query(Kind.USER, False, "zz-missing"), snapshot, Policy())
+    assert result == Answer((NO_SUCH_USER,), "no-such-user")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b".",
+        b"*",
+        b"..",
+        b"-l",
+        b"--help",
+        b"/W --help",
+        b"|/bin/id",
+        b";id",
+        b"$(id)",
+        b"`id`",
+        b"../../etc/passwd",
+        b"%n%s",
+        b"GET / HTTP/1.0",
+        b"\xff\xf4\xff\xfd\x06",
+        b"alice\x00",
+        b"\x00alice",
+        b"al\xffice",
+        b"alice\x1b[2J",
+        b"alice\r",
+        b"alice bob",
+        b"a" * 33,
+        b"a" * MAX_QUERY_BYTES,
+    ],
+)
+def test_invalid_names_are_no_such_user(snapshot, line):
+    assert answer(parse_query(line), snapshot, Policy()) == Answer((NO_SUCH_USER,), "no-such-user")
+
+
+@pytest.mark.parametrize("name", ["-l", "--help", "../../etc/passwd", "alice\x00", "$(id)", "*"])
+def test_invalid_names_never_reach_the_table(name):
+    snapshot = UserTable().replace({name: ("leaked",), "alice": ("ok",)})
+    assert answer(Query(Kind.USER, False, name), snapshot, Policy()).lines == (NO_SUCH_USER,)
+    assert answer(Query(Kind.USER, True, name), snapshot, Policy()).lines == (NO_SUCH_USER,)
+
+
+def test_non_ascii_look_alike_is_no_such_user():
+    snapshot = UserTable().replace({"ff": ("found",), "k": ("kelvin",)})
+    assert answer(Query(Kind.USER, False, "\ufb00"), snapshot, Policy()).lines == (NO_SUCH_USER,)
+    assert answer(Query(Kind.USER, False, "\u212a"), snapshot, Policy()).lines == (NO_SUCH_USER,)
+
+
+# verbose form
+
+
+@pytest.mark.parametrize("line", [b"/W alice", b"/w alice", b"/Walice", b"  /W    alice  "])
+def test_verbose_spellings(snapshot, line):
+    assert reply(line, snapshot) == ("Login: alice", "Plan:", "Writing the finger daemon")
+
+
+def test_verbose_shows_the_whole_plan(snapshot):
+    assert reply(b"/W carol", snapshot) == ("Login: carol", "Plan:", "first line of a plan", "  indented art")
+
+
+def test_verbose_without_status(snapshot):
+    assert reply(b"/W dave", snapshot) == ("Login: dave", NO_PLAN)
+
+
+def test_verbose_uses_the_real_name(snapshot):
+    assert reply(b"/W Alice", snapshot)[0] == "Login: alice"
+
+
+def test_verbose_unknown_user(snapshot):
+    assert answer(Query(Kind.USER, True, "zz"), snapshot, Policy()) == Answer((NO_SUCH_USER,), "no-such-user")
+
+
+# the user list
+
+
+def test_list(snapshot):
+    result = answer(Query(Kind.LIST), snapshot, Policy())
+    assert result.outcome == "list"
+    assert result.lines == (
+        "0                 zero",
+        "alice             Writing the finger daemon",
+        "bob               Out to lunch",
+        "carol             first line of a plan",
+        "dave",
+    )
+
+
+def test_verbose_list_is_the_list(snapshot):
+    assert reply(b"/W", snapshot) == reply(b"", snapshot)
+    assert reply(b"  ", snapshot) == reply(b"", snapshot)
+
+
+def test_list_widens_for_long_names():
+    long_name = "a" * 32
+    snapshot = UserTable().replace({long_name: ("long",), "b": ("short",)})
+    assert answer(Query(Kind.LIST), snapshot, Policy()).lines == (
+        long_name + "  long",
+        "b" + " " * 31 + "  short",
+    )
+
+
+def test_list_of_empty_table():
+    assert answer(Query(Kind.LIST), UserTable().snapshot(), Policy()) == Answer((NO_USERS,), "list")
+
+
+def test_list_denied(snapshot):
+    result = answer(Query(Kind.LIST), snapshot, Policy(list_users=False))
+    assert result == Answer((LIST_DENIED,), "list-denied")
+
+
+def test_verbose_list_denied(snapshot):
+    assert answer(Query(Kind.LIST, True), snapshot, Policy(list_users=False)).lines == (LIST_DENIED,)
+
+
+def test_list_denied_does_not_deny_users(snapshot):
+    assert reply(b"alice", snapshot, Policy(list_users=False)) == ("Writing the finger daemon",)
+
+
+# forwarding and limits
+
+
+@pytest.mark.parametrize("line", [b"alice@example.org", b"@host", b"@@@@", b"/W alice@a@b", b"alice" + b"@h" * 40])
+def test_forwarding_denied(snapshot, line):
+    assert answer(parse_query(line), snapshot, Policy()) == Answer((FORWARD_DENIED,), "forward-denied")
+
+
+def test_too_long(snapshot):
+    result = answer(parse_query(b"a" * (MAX_QUERY_BYTES + 1)), snapshot, Policy())
+    assert result == Answer((TOO_LONG,), "too-long")
+    assert str(MAX_QUERY_BYTES) in TOO_LONG
+
+
+def test_fixed_texts():
+    assert NO_SUCH_USER == "No such user"
+    assert LIST_DENIED == "Finger online user list denied"
+    assert FORWARD_DENIED == "Finger forwarding service denied"
+
+
+# properties
+
+
+@given(query_bytes, any_tables, st.booleans())
+def test_every_reply_is_wire_safe(line, users, list_users):
+    result = answer(parse_query(line), UserTable().replace(users), Policy(list_users))
+    assert result.lines
+    assert all(isinstance(text, str) for text in result.lines)
+    assert result.outcome in {"found", "no-such-user", "list", "list-denied", "forward-denied", "too-long"}
+    data = reply_bytes(result.lines)
+    assert data.count(b"\r\n") == len(result.lines)
+    assert_wire_safe(data)
+
+
+@given(st.one_of(nasty_text, st.binary(max_size=200).map(lambda data: data.decode("utf-8", "replace"))), any_tables)
+def test_invalid_names_are_always_no_such_user(name, users):
+    if is_valid_name(name):
+        return
+    users = {**users, name: ("must not be shown",)}
+    for verbose in (False, True):
+        result = answer(Query(Kind.USER, verbose, name), UserTable().replace(users), Policy())
+        assert result.lines == (NO_SUCH_USER,)
+
+
+@given(query_bytes, any_tables)
+def test_invalid_query_lines_are_no_such_user(line, users):
+    query = parse_query(line)
+    if query.kind is Kind.USER and not is_valid_name(query.name):
+        assert answer(query, UserTable().replace(users), Policy()).lines == (NO_SUCH_USER,)
+
+
+@given(names, st.booleans(), any_tables)
+def test_unknown_names_are_no_such_user(name, verbose, users):
+    if any(known.casefold() == name.casefold() for known in users):
+        return
+    result = answer(Query(Kind.USER, verbose, name), UserTable().replace(users), Policy())
+    assert result == Answer((NO_SUCH_USER,), "no-such-user")
+
+
+@given(names, st.lists(nasty_text, max_size=4).map(tuple), st.booleans())
+def test_known_names_answer_their_status(name, status, verbose):
+    result = answer(Query(Kind.USER, verbose, name), UserTable().replace({name: status}), Policy())
+    assert result.outcome == "found"
+    if verbose:
+        expected = (f"Login: {name}", "Plan:", *status) if status else (f"Login: {name}", NO_PLAN)
+    else:
+        expected = status or (NO_PLAN,)
+    assert result.lines == expected
+
+
+@given(st.dictionaries(names, st.lists(nasty_text, max_size=3).map(tuple), min_size=1, max_size=8))
+def test_list_has_one_line_per_user(users):
+    lines = answer(Query(Kind.LIST), UserTable().replace(users), Policy()).lines
+    assert len(lines) == len(users)
+    assert [line.split(" ", 1)[0] for line in lines] == sorted(users)
+
+
+@given(query_bytes, any_tables)
+def test_list_denied_never_lists(line, users):
+    query = parse_query(line)
+    result = answer(query, UserTable().replace(users), Policy(list_users=False))
+    if query.kind is Kind.LIST:
+        assert result.lines == (LIST_DENIED,)
+    else:
+        assert LIST_DENIED not in result.lines
