@@ -42,9 +42,13 @@ log = logging.getLogger("fingerd")
 
 
 class Service(Protocol):
+    """What the application needs of a service: start, stop, and a health check."""
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def alive(self) -> bool: ...
 
 
 class StartupError(Exception):
@@ -88,12 +92,16 @@ class Application:
             raise
         self.notifier.send("READY=1", f"STATUS=serving finger on {self.options.finger_address}")
         log.info("ready: finger on %s, status file %s", self.options.finger_address, self.watcher.path)
-        self._main_loop()
+        try:
+            status = self._main_loop()
+        except Exception:
+            log.exception("unexpected error in the main loop")
+            status = 1
         self.notifier.send("STOPPING=1")
         log.info("stopping")
         self._stop_services()
         log.info("stopped")
-        return 0
+        return status
 
     def _start(self) -> None:
         self._raise_descriptor_limit()
@@ -102,6 +110,7 @@ class Application:
             log.info("%s", drop_privileges(self.options.user, self.options.group))
         except IdentityError as error:
             raise StartupError(str(error), 2) from None
+        self._open_log_file()
         self._start_service(self.watcher)
         self._install_signal_handlers()
         if self.pidfile is not None:
@@ -109,7 +118,19 @@ class Application:
                 self.pidfile.write()
             except PidFileError as error:
                 raise StartupError(str(error)) from None
-        self._start_service(self.finger)
+        try:
+            self._start_service(self.finger)
+        except OSError as error:
+            raise StartupError(f"cannot listen on {self.finger.listen_address}: {error.strerror or error}") from None
+
+    def _open_log_file(self) -> None:
+        path = self.options.log_file
+        if not path:
+            return
+        try:
+            self.logs.use_file(path)
+        except OSError as error:
+            raise StartupError(f"argument --log-file: cannot open {path!r}: {error.strerror}", 2) from None
 
     def _bind(self, server: FingerServer) -> None:
         try:
@@ -145,16 +166,21 @@ class Application:
         self._reload_requested = True
         self._wake.set()
 
-    def _main_loop(self) -> None:
+    def _main_loop(self) -> int:
+        """Run until a stop signal (exit status 0) or a dead service (1)."""
         while True:
             self._wake.wait(self.tick)
             self._wake.clear()
             if self._stop_requested:
-                return
+                return 0
             if self._reload_requested:
                 self._reload_requested = False
                 self._reload()
             self.watcher.check()
+            dead = [type(service).__name__ for service in self._running if not service.alive()]
+            if dead:
+                log.critical("%s stopped unexpectedly; shutting down", ", ".join(dead))
+                return 1
 
     def _reload(self) -> None:
         self.notifier.send("RELOADING=1")
@@ -180,17 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = Parser()
     options = parser.parse(argv)
     if options.check_config:
-        sys.stdout.write(parser.format_values())
+        sys.stdout.write(parser.effective(options))
         return 0
-    try:
-        logs = Logs(options.log_file, options.log_level, options.syslog)
-    except OSError as error:
-        parser.error(f"argument --log-file: cannot open {options.log_file!r}: {error.strerror}")
+    logs = Logs(options.log_level, options.syslog)
     try:
         return Application(options, logs).run()
     except StartupError as error:
         log.critical("%s", error)
-        if logs.handler.__class__ is not logging.StreamHandler:
+        if not logs.to_stderr:
             print(f"fingerd: {error}", file=sys.stderr)
         return error.status
     finally:

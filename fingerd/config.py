@@ -3,8 +3,8 @@
 Every long option is also a config-file key (``finger-port = 79``) and an
 environment variable (``FINGERD_FINGER_PORT``).  The command line beats the
 environment, which beats the file, which beats the default;
-`configargparse` does the merging and `--check-config` shows where each
-value came from.
+`configargparse` does the merging.  ``--check-config`` prints the effective
+values and where each came from.
 
 Every value is checked here, before anything is bound, so a bad value is one
 line on stderr naming the option and exit status 2, never a traceback from
@@ -19,15 +19,32 @@ import argparse
 import grp
 import os
 import pwd
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import configargparse
 
 from fingerd.listen import resolve_listen_address
 
+ENV_PREFIX = "FINGERD_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SOURCES = ("file", "passwd", "command", "web")
+SYSLOG_SOCKET = "/dev/log"
 PLANNED = " (accepted, not implemented yet)"
+COMMAND_LINE_ONLY = ("help", "config", "check_config")
+EPILOG = (
+    "Every long option is also a config-file key (finger-port = 79) and an environment "
+    "variable (FINGERD_FINGER_PORT). Precedence: command line, environment, config file, default."
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows a default only where there is one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, "", False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 class Parser(configargparse.ArgumentParser):
@@ -37,61 +54,75 @@ class Parser(configargparse.ArgumentParser):
         super().__init__(
             prog="fingerd",
             description="A finger server (RFC 1288) built on threads.",
-            auto_env_var_prefix="FINGERD_",
+            epilog=EPILOG,
+            auto_env_var_prefix=ENV_PREFIX,
             allow_abbrev=False,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            add_config_file_help=False,
+            add_env_var_help=False,
+            formatter_class=_HelpFormatter,
         )
         _add_options(self)
 
+    def get_possible_config_keys(self, action: argparse.Action) -> list[str]:
+        """Keep --check-config and -c on the command line only."""
+        if action.dest in COMMAND_LINE_ONLY:
+            return []
+        return super().get_possible_config_keys(action)
+
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
-        """Parse and validate; exits with status 2 and a message on bad input."""
+        """Parse and check; exits with status 2 and a message on bad input."""
         options = self.parse_args(argv)
-        problem = validate(options)
+        problem = self.unknown_environment() or resolve(options)
         if problem:
             self.error(problem)
         return options
 
+    def unknown_environment(self) -> str:
+        """A FINGERD_ variable that names no option is a typo worth stopping for."""
+        known = {action.env_var for action in self._actions if getattr(action, "env_var", None)}
+        unknown = sorted(name for name in os.environ if name.startswith(ENV_PREFIX) and name not in known)
+        if unknown:
+            return f"unknown environment variable {unknown[0]}: no such option"
+        return ""
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port: {text!r} (0-65535)")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+    def effective(self, options: argparse.Namespace) -> str:
+        """The configuration in config-file syntax, then where each value came from."""
+        lines = ["# effective configuration"]
+        for action in self._actions:
+            keys = self.get_possible_config_keys(action)
+            if keys:
+                lines.append(f"{keys[0]} = {_config_value(getattr(options, action.dest))}")
+        return "\n".join(lines) + "\n\n# where the values came from\n" + self.format_values()
 
 
-def _uid(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+def _config_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(item) for item in value) + "]"
+    return "" if value is None else str(value)
 
 
-def _level(text: str) -> str:
-    value = text.strip().lower()
-    if value not in LOG_LEVELS:
-        raise argparse.ArgumentTypeError(f"invalid level {text!r} (choose from {', '.join(LOG_LEVELS)})")
-    return value
+def _checked(convert: Callable[[str], object], accept: Callable[[object], bool], rule: str):
+    """An argparse type: convert, then check; the message says the rule."""
+
+    def check(text: str) -> object:
+        try:
+            value = convert(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {rule}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {rule}")
+        return value
+
+    return check
 
 
-_port.__name__ = "port"
-_positive.__name__ = "number of seconds"
-_count.__name__ = "count"
-_uid.__name__ = "uid"
-_level.__name__ = "log level"
+_port = _checked(int, lambda value: 0 <= value <= 65535, "a port number from 0 to 65535")
+_seconds = _checked(float, lambda value: 0 < value <= 86400, "seconds, more than 0 and at most 86400")
+_count = _checked(int, lambda value: value >= 1, "a whole number of at least 1")
+_uid = _checked(int, lambda value: value >= 0, "a uid, 0 or more")
+_level = _checked(str.lower, lambda value: value in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS))
 
 
 def _add_options(parser: configargparse.ArgumentParser) -> None:
@@ -101,9 +132,9 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
 
     finger = parser.add_argument_group("finger service")
     finger.add_argument("--status-file", default="/var/lib/fingerd/status", metavar="PATH", help="the status file")
-    finger.add_argument("--bind", default="", metavar="ADDR", help="listen address (default: all, IPv4 and IPv6)")
+    finger.add_argument("--bind", default="", metavar="ADDR", help="listen address; empty: all, IPv4 and IPv6")
     finger.add_argument("--finger-port", type=_port, default=79, metavar="N", help="finger port")
-    finger.add_argument("--timeout", type=_positive, default=10.0, metavar="SECONDS", help="per-connection timeout")
+    finger.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per-connection timeout")
     finger.add_argument("--max-connections", type=_count, default=512, metavar="N", help="concurrent connections")
     finger.add_argument(
         "--list-users", action=argparse.BooleanOptionalAction, default=True, help="answer the empty query with a list"
@@ -116,7 +147,7 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
 
     sources = parser.add_argument_group("sources")
     sources.add_argument(
-        "--source", action="append", choices=SOURCES, metavar="NAME", help="lookup order (default: file)"
+        "--source", action="append", choices=SOURCES, metavar="NAME", help="lookup order, repeatable; default: file"
     )
     sources.add_argument("--passwd-min-uid", type=_uid, default=1000, metavar="N", help="passwd source" + PLANNED)
     sources.add_argument("--command", metavar="CMDLINE", help="command source" + PLANNED)
@@ -144,26 +175,41 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     daemon.add_argument("--syslog", action="store_true", help="log to syslog")
 
 
-def validate(options: argparse.Namespace) -> str:
-    """Check values that need more than their own text; '' when all is well."""
+def resolve(options: argparse.Namespace) -> str:
+    """Check what needs more than one value's text, and fill in derived values.
+
+    Returns the first problem as an argparse-style message, or ''.  Adds
+    ``finger_address`` and the default ``source`` list to ``options``.
+    """
     if options.source is None:
         options.source = ["file"]
     if len(set(options.source)) != len(options.source):
         return f"argument --source: a source is listed twice: {', '.join(options.source)}"
     if options.finger_port == 0:
-        return "argument --finger-port: must be 1-65535"
+        return "argument --finger-port: invalid value '0': a port number from 1 to 65535"
     if not options.status_file.strip():
         return "argument --status-file: must not be empty"
     try:
         options.finger_address = resolve_listen_address(options.bind, options.finger_port)
     except ValueError as error:
         return f"argument --bind: {error}"
-    if os.geteuid() == 0:
-        return _check_identity(options)
+    return _check_logging(options) or _check_identity(options)
+
+
+def _check_logging(options: argparse.Namespace) -> str:
+    if options.log_file:
+        path = os.path.abspath(options.log_file)
+        target = path if os.path.exists(path) else os.path.dirname(path)
+        if not os.access(target, os.W_OK):
+            return f"argument --log-file: cannot write {options.log_file!r}"
+    if options.syslog and not os.path.exists(SYSLOG_SOCKET):
+        return f"argument --syslog: {SYSLOG_SOCKET} does not exist (is a syslog daemon running?)"
     return ""
 
 
 def _check_identity(options: argparse.Namespace) -> str:
+    if os.geteuid() != 0:
+        return ""
     try:
         pwd.getpwnam(options.user)
     except KeyError:
@@ -173,8 +219,3 @@ def _check_identity(options: argparse.Namespace) -> str:
     except KeyError:
         return f"argument --group: no such group: {options.group!r}"
     return ""
-
-
-def parse_config(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line, environment and config file into options."""
-    return Parser().parse(argv)

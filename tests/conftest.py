@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -75,10 +76,10 @@ class Daemon:
         options: dict[str, object],
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
-        python: str = sys.executable,
+        command: Sequence[str] = (sys.executable, str(ENTRY)),
     ):
         self.workdir = workdir
-        self.python = python
+        self.command = list(command)
         self.port = port
         self.status_file = Path(str(options.get("status-file", workdir / "status")))
         self.config = workdir / "fingerd.conf"
@@ -89,6 +90,7 @@ class Daemon:
             "status-file": self.status_file,
             "user": "root",
             "timeout": 5,
+            "web-port": 0,
         }
         settings.update(options)
         self.config.write_text("".join(f"{key} = {value}\n" for key, value in settings.items() if value is not None))
@@ -106,7 +108,7 @@ class Daemon:
         env = dict(self.env, NOTIFY_SOCKET=str(notify_path))
         self.stderr = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [self.python, str(ENTRY), "-c", str(self.config), *self.args], cwd=ROOT, env=env, stderr=self.stderr
+            [*self.command, "-c", str(self.config), *self.args], cwd=ROOT, env=env, stderr=self.stderr
         )
         if wait:
             self.wait_for("READY=1")
@@ -176,7 +178,7 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
         wait: bool = True,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
-        python: str = sys.executable,
+        command: Sequence[str] = (sys.executable, str(ENTRY)),
         workdir: Path | None = None,
         **options,
     ):
@@ -187,7 +189,7 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
             key.replace("_", "-"): value.format(workdir=workdir) if isinstance(value, str) else value
             for key, value in options.items()
         }
-        daemon = Daemon(workdir, ports.take(), options, env, args, python)
+        daemon = Daemon(workdir, ports.take(), options, env, args, command)
         if status is not None:
             data = status.encode() if isinstance(status, str) else status
             daemon.status_file.write_bytes(data)

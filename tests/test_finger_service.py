@@ -268,6 +268,11 @@ def test_each_query_is_logged(daemon):
     assert "\x1b" not in log
 
 
+def test_log_lines_cannot_be_forged(daemon):
+    daemon.query(b'x" found 10.0.0.1 "root\\\r\n')
+    assert '127.0.0.1 "x\\" found 10.0.0.1 \\"root\\\\" no-such-user' in daemon.log()
+
+
 def test_dual_stack_by_default(start_daemon):
     daemon = start_daemon(STATUS, bind=None)
     assert finger(daemon.port, b"alice\r\n", host="127.0.0.1") == b"Writing the finger daemon\r\n"

@@ -151,18 +151,41 @@ def test_unknown_user_exits_2(tmp_path):
     assert "--user" in result.stderr
 
 
-def test_check_config_shows_sources_and_binds_nothing(tmp_path, ports):
+def test_check_config_shows_effective_values_and_binds_nothing(tmp_path, ports):
     port = ports.take()
     config = tmp_path / "fingerd.conf"
     config.write_text(f"finger-port = {port}\nlist-users = false\n# comment\n")
     result = run_fingerd("-c", str(config), "--check-config", "--timeout", "3", env={"FINGERD_MAX_CONNECTIONS": "7"})
     assert result.returncode == 0, result.stderr
-    assert str(port) in result.stdout
-    assert "FINGERD_MAX_CONNECTIONS" in result.stdout
-    assert "--timeout" in result.stdout
-    assert "list-users" in result.stdout
+    lines = result.stdout.splitlines()
+    for expected in (f"finger-port = {port}", "list-users = false", "timeout = 3.0", "max-connections = 7"):
+        assert expected in lines
+    assert "FINGERD_MAX_CONNECTIONS" in result.stdout, "where each value came from"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
+
+
+def test_unknown_environment_variable_exits_2(tmp_path):
+    result = run_fingerd("--status-file", str(tmp_path / "status"), env={"FINGERD_FINGERPORT": "79"})
+    assert result.returncode == 2
+    assert "FINGERD_FINGERPORT" in result.stderr.splitlines()[-1]
+
+
+def test_check_config_is_not_a_config_key(tmp_path):
+    config = tmp_path / "fingerd.conf"
+    config.write_text("check-config = true\n")
+    result = run_fingerd("-c", str(config))
+    assert result.returncode == 2
+    assert "check-config" in result.stderr
+
+
+def test_syslog_needs_a_syslog_socket(tmp_path):
+    result = run_fingerd("--status-file", str(tmp_path / "status"), "--syslog", "--check-config")
+    if os.path.exists("/dev/log"):
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 2
+        assert "--syslog" in result.stderr.splitlines()[-1]
 
 
 def test_environment_beats_the_config_file(start_daemon, ports):

@@ -278,7 +278,6 @@ def test_statuses_have_no_blank_first_or_last_line(data):
         if status:
             assert status[0].strip()
             assert status[-1].strip()
-            assert status[0] == status[0].strip()
 
 
 @given(status_file_bytes)

@@ -34,28 +34,46 @@ class ReopeningFileHandler(logging.FileHandler):
 
 
 class Logs:
-    """The daemon's log handler, chosen once from the options."""
+    """The daemon's log handler.
 
-    def __init__(self, log_file: str, level: str, syslog: bool) -> None:
-        self.handler = self._make_handler(log_file, syslog)
-        root = logging.getLogger()
-        root.handlers[:] = [self.handler]
-        root.setLevel(level.upper())
+    Logging starts on stderr (or syslog).  A `--log-file` is opened by
+    `use_file` only after the privilege drop: a file created by root in a
+    directory the daemon's user owns could be a symlink planted by that
+    user, and the daemon must be able to reopen it on SIGHUP anyway.
+    """
+
+    def __init__(self, level: str, syslog: bool) -> None:
+        self.root = logging.getLogger()
+        self.root.setLevel(level.upper())
+        self.handler = self._install(self._syslog_handler() if syslog else self._stderr_handler())
+
+    def _install(self, handler: logging.Handler) -> logging.Handler:
+        self.root.handlers[:] = [handler]
+        return handler
 
     @staticmethod
-    def _make_handler(log_file: str, syslog: bool) -> logging.Handler:
-        if log_file:
-            handler: logging.Handler = ReopeningFileHandler(log_file, encoding="utf-8")
-            handler.setFormatter(logging.Formatter(FORMAT))
-        elif syslog:
-            handler = logging.handlers.SysLogHandler(
-                address=SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON
-            )
-            handler.setFormatter(logging.Formatter(SYSLOG_FORMAT))
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter(JOURNAL_FORMAT if os.environ.get("JOURNAL_STREAM") else FORMAT))
+    def _stderr_handler() -> logging.Handler:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(JOURNAL_FORMAT if os.environ.get("JOURNAL_STREAM") else FORMAT))
         return handler
+
+    @staticmethod
+    def _syslog_handler() -> logging.Handler:
+        handler = logging.handlers.SysLogHandler(address=SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        handler.setFormatter(logging.Formatter(SYSLOG_FORMAT))
+        return handler
+
+    def use_file(self, path: str) -> None:
+        """Log to ``path`` from now on; OSError if it cannot be opened."""
+        handler = ReopeningFileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(FORMAT))
+        old = self.handler
+        self.handler = self._install(handler)
+        old.close()
+
+    @property
+    def to_stderr(self) -> bool:
+        return type(self.handler) is logging.StreamHandler
 
     def reopen(self) -> None:
         """Reopen the log file, if logging to one (SIGHUP)."""

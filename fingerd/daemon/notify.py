@@ -15,6 +15,8 @@ log = logging.getLogger("fingerd")
 
 
 class Notifier:
+    """Tells the service manager about readiness, reloads and shutdown."""
+
     def __init__(self, address: str | None = None) -> None:
         if address is None:
             address = os.environ.get("NOTIFY_SOCKET", "")

@@ -15,6 +15,8 @@ class PidFileError(Exception):
 
 
 class PidFile:
+    """The file a service manager or init script reads to find the daemon."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._written = False
@@ -27,8 +29,8 @@ class PidFile:
         temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"{os.getpid()}\n")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"%d\n" % os.getpid())
             os.replace(temporary, self.path)
         except OSError as error:
             raise PidFileError(f"cannot write pidfile {self.path}: {error.strerror}") from None
@@ -44,8 +46,8 @@ class PidFile:
 
     def _recorded_pid(self) -> int:
         try:
-            with open(self.path, encoding="ascii", errors="replace") as handle:
-                return int(handle.read(32).strip() or 0)
+            with open(self.path, "rb") as handle:
+                return int(handle.read(32).strip() or b"0")
         except (OSError, ValueError):
             return 0
 

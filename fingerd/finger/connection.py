@@ -63,9 +63,13 @@ class Connection:
         return parse_query(line)
 
     def query_for_log(self) -> str:
-        """The query line, escaped and shortened for the access log."""
+        """The query line, escaped and shortened for the access log.
+
+        Quotes and backslashes are escaped too, so a query cannot end its
+        own quoted field and forge the rest of a log line.
+        """
         line, _ = split_line(self.received[: LOGGED_QUERY_CHARS * 4])
-        text = visible_bytes(line)
+        text = visible_bytes(line.replace(b"\\", b"\\\\")).replace('"', '\\"')
         if len(text) > LOGGED_QUERY_CHARS or len(self.received) > LOGGED_QUERY_CHARS * 4:
             text = text[:LOGGED_QUERY_CHARS] + f"...({len(self.received)} bytes read)"
         return text

@@ -35,6 +35,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer
@@ -48,6 +49,7 @@ from fingerd.users.table import UserTable
 log = logging.getLogger("fingerd.finger")
 access_log = logging.getLogger("fingerd.access")
 
+Step = Callable[[Connection], None]
 BUSY_REPLY = reply_bytes([BUSY])
 TIMED_OUT_REPLY = reply_bytes([TIMED_OUT])
 
@@ -129,6 +131,10 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
         self.waiting_room.start()
         self._thread.start()
 
+    def alive(self) -> bool:
+        """False if a thread of this service has died: the daemon should exit."""
+        return self._thread.is_alive() and self.waiting_room.alive()
+
     def stop(self) -> None:
         """Stop accepting, finish in-flight replies, join both threads."""
         if self._thread.is_alive():
@@ -170,13 +176,17 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
             raise
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        if not self.slots.take():
-            self._turn_away(request, client_address)
-            return
         request.setblocking(False)
         conn = Connection(request, peer_text(client_address), time.monotonic())
+        if not self.slots.take():
+            self._turn_away(conn)
+            return
+        self._guarded(self._on_readable, conn)
+
+    def _guarded(self, step: Step, conn: Connection) -> None:
+        """Run one step of an exchange; on a bug, log it and close only this connection."""
         try:
-            self._on_readable(conn)
+            step(conn)
         except Exception:
             log.exception("error answering %s", conn.peer)
             self._close(conn)
@@ -230,19 +240,21 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
         conn.write()
         self._close(conn)
 
-    def _park(self, conn: Connection, events: int, deadline: float, on_ready, on_expired) -> None:
+    def _park(self, conn: Connection, events: int, deadline: float, on_ready: Step, on_expired: Step) -> None:
         self.waiting_room.park(
-            conn.sock, events, deadline, functools.partial(on_ready, conn), functools.partial(on_expired, conn)
+            conn.sock,
+            events,
+            deadline,
+            functools.partial(self._guarded, on_ready, conn),
+            functools.partial(self._guarded, on_expired, conn),
         )
 
     def _close(self, conn: Connection) -> None:
         conn.close()
         self.slots.give_back()
 
-    def _turn_away(self, request: socket.socket, client_address: tuple) -> None:
+    def _turn_away(self, conn: Connection) -> None:
         """Past `--max-connections`: a short reply, never a wait."""
-        conn = Connection(request, peer_text(client_address), time.monotonic())
-        request.setblocking(False)
         conn.discard_input()
         conn.owe(BUSY_REPLY)
         conn.write()

@@ -59,13 +59,20 @@ class WaitingRoom:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
+        """Start the selector thread; parkings made before are admitted then."""
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, grace: float) -> None:
         """Let parked connections finish for up to ``grace`` seconds, then expire them."""
         self._stop_at = time.monotonic() + grace
         self._wake()
         self._thread.join(grace + 2)
+        if self._thread.is_alive():
+            log.error("waiting room did not stop within %.1f s", grace + 2)
+            return
         self._selector.close()
         self._wake_reader.close()
         self._wake_writer.close()
@@ -109,7 +116,7 @@ class WaitingRoom:
             parking = self._arrivals.popleft()
             try:
                 self._selector.register(parking.sock, parking.events, parking)
-            except (ValueError, OSError):
+            except (KeyError, ValueError, OSError):
                 self._call(parking.on_expired)
                 continue
             self._parked += 1

@@ -4,26 +4,31 @@
 
     inotify --> watchdog observer --> on_any_event --> note()  (no I/O here)
                                                         |
-                               status-reloader thread <-+  waits for the
-                               burst to settle, then reload(): read, parse,
-                               UserTable.replace()
+                               status-reloader thread <-+  waits until the
+                               save is finished, then reload(): read,
+                               parse, UserTable.replace()
 
-The observer watches the file's *directory*, because every way of saving a
-file (in place, append, rename over it, delete and recreate) shows up there,
-while a watch on the file itself goes deaf after the first rename.
+The observer watches the file's *directory* (and, when the file is a
+symlink, its target's directory too), because every way of saving a file
+shows up there, while a watch on the file itself goes deaf after the first
+rename.
 
-A burst of events is folded into one reload.  How long to wait depends on
-what the last event proves: a close-after-write or a rename onto the file
-means the writer is done (`settle_complete`); a create, modify or delete may
-be the middle of a save (`settle_partial`).  No reload waits longer than
-`max_delay` after the first event of a burst, so a busy writer cannot
-starve readers of news.
+When to read depends on what the last event proves:
+
+* a close after writing, a rename onto the file, or a change of mode or
+  owner means the file is whole again: read after `settle_complete`, and
+  no later than `max_delay` after the first event of a burst;
+* a create, modify or delete may be the middle of a save: wait until the
+  file has been quiet for `settle_partial`.  A writer that keeps the file
+  open and pauses longer than that mid-write will be read in between; one
+  that closes or renames is never read half-written.
 
 A reload that finds the file missing, unreadable or changing under it keeps
-the last good table.  The main loop calls `check()`, which restarts a dead
-observer and compares the file's inode, size and mtime every
-`safety_interval` seconds: a cheap net for inotify queue overflows, which
-silently drop events.
+the last good table.  Every tick the main loop calls `check()`, which
+restarts the observer if it died or its directory was replaced (a watch on
+a deleted directory stays silent forever), and every `safety_interval`
+compares the file's identity, size, times and mode with the last read: a
+cheap net for inotify queue overflows, which silently drop events.
 """
 
 from __future__ import annotations
@@ -34,21 +39,25 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Sequence
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from fingerd.users.statusfile import parse_status_file
+from fingerd.users.statusfile import Problem, parse_status_file
 from fingerd.users.table import UserTable
 
 log = logging.getLogger("fingerd.status")
 
-Signature = tuple[int, int, int, int]
+Signature = tuple[int, ...]
+COMPLETE_EVENTS = ("closed", "attrib")
+PARTIAL_EVENTS = ("created", "modified", "deleted", "moved")
 
 
 class _Handler(FileSystemEventHandler):
-    """Forwards events about one path; never raises into the observer."""
+    """Forwards events to the watcher; never raises into the observer."""
 
     def __init__(self, watcher: StatusFileWatcher) -> None:
         self.watcher = watcher
@@ -64,7 +73,7 @@ class StatusFileWatcher:
     """Loads the status file into a `UserTable` and keeps it current."""
 
     settle_complete = 0.01
-    settle_partial = 0.25
+    settle_partial = 0.9
     max_delay = 0.5
     safety_interval = 5.0
     max_file_bytes = 64 * 1024 * 1024
@@ -72,7 +81,6 @@ class StatusFileWatcher:
 
     def __init__(self, path: str, table: UserTable) -> None:
         self.path = os.path.abspath(path)
-        self.directory = os.path.dirname(self.path)
         self.table = table
         self._wake = threading.Condition()
         self._first_event = 0.0
@@ -82,7 +90,10 @@ class StatusFileWatcher:
         self._signature: Signature | None = None
         self._missing_reported = False
         self._next_safety_check = 0.0
-        self._observer: Observer | PollingObserver | None = None
+        self._observer: BaseObserver | None = None
+        self._watched: dict[str, tuple[int, int]] = {}
+        self._names: frozenset[str] = frozenset({self.path})
+        self._unwatched_reported = False
         self._reloader = threading.Thread(target=self._run_reloader, name="status-reloader", daemon=True)
 
     # -- lifecycle -----------------------------------------------------
@@ -98,45 +109,86 @@ class StatusFileWatcher:
         with self._wake:
             self._stopping = True
             self._wake.notify()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=2)
+        self._stop_observer()
         if self._reloader.is_alive():
-            self._reloader.join(timeout=2)
+            self._reloader.join()
+
+    def alive(self) -> bool:
+        return self._reloader.is_alive()
 
     def check(self) -> None:
-        """Periodic health check, called from the main loop."""
+        """Keep the watch current; called from the main loop every tick."""
+        if not self._watch_is_current():
+            self._stop_observer()
+            if self._start_observer():
+                self.request_reload()
         now = time.monotonic()
-        if now < self._next_safety_check:
-            return
-        self._next_safety_check = now + self.safety_interval
-        if self._observer is None or not self._observer.is_alive():
-            if self._observer is not None:
-                log.error("status file watcher stopped; starting it again")
-            self._start_observer()
-            self.request_reload()
-        elif self._current_signature() != self._signature:
-            self.request_reload()
+        if now >= self._next_safety_check:
+            self._next_safety_check = now + self.safety_interval
+            if self._current_signature() != self._signature:
+                self._schedule(complete=False)
 
-    def _start_observer(self) -> None:
-        handler = _Handler(self)
+    # -- the observer --------------------------------------------------
+
+    def _targets(self) -> tuple[frozenset[str], list[str]]:
+        """The names to match in events, and the directories that hold them."""
+        names = {self.path, os.path.realpath(self.path)}
+        return frozenset(names), sorted({os.path.dirname(name) for name in names})
+
+    def _watch_is_current(self) -> bool:
+        """False when the observer died, or a watched directory went away.
+
+        A deleted directory ends its watch (the emitter thread exits) while
+        the observer lives on; a directory made again may even reuse the
+        inode number, so emitters are checked as well as identities.
+        """
+        observer = self._observer
+        if observer is None or not observer.is_alive():
+            return False
+        if not all(emitter.is_alive() for emitter in observer.emitters):
+            return False
+        names, directories = self._targets()
+        return names == self._names and self._watched == _identify(directories)
+
+    def _start_observer(self) -> bool:
+        names, directories = self._targets()
+        identities = _identify(directories)
+        if len(identities) != len(directories):
+            if not self._unwatched_reported:
+                log.warning("directory of %s does not exist; watching starts when it appears", self.path)
+                self._unwatched_reported = True
+            return False
         for kind in (Observer, PollingObserver):
+            observer = self._try_observer(kind, directories)
+            if observer is not None:
+                self._observer, self._watched, self._names = observer, identities, names
+                self._unwatched_reported = False
+                return True
+        return False
+
+    def _try_observer(self, kind: type[BaseObserver], directories: Sequence[str]) -> BaseObserver | None:
+        """Construct, schedule and start one observer; None if any step fails."""
+        observer = None
+        try:
             observer = kind()
             observer.name = "status-watcher"
             observer.daemon = True
-            try:
-                observer.schedule(handler, self.directory, recursive=False)
-                observer.start()
-            except FileNotFoundError:
-                log.warning("directory %s does not exist; status file not watched yet", self.directory)
-                self._observer = None
-                return
-            except OSError as error:
-                log.warning("cannot watch %s with %s (%s); trying the next way", self.directory, kind.__name__, error)
-                continue
-            self._observer = observer
-            return
-        self._observer = None
+            for directory in directories:
+                observer.schedule(_Handler(self), directory, recursive=False)
+            observer.start()
+            return observer
+        except OSError as error:
+            log.warning("cannot watch %s with %s: %s", ", ".join(directories), kind.__name__, error)
+            if observer is not None and observer.is_alive():
+                observer.stop()
+                observer.join()
+            return None
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None and observer.is_alive():
+            observer.stop()
+            observer.join()
 
     # -- events --------------------------------------------------------
 
@@ -147,25 +199,28 @@ class StatusFileWatcher:
         kind = event.event_type
         src = os.fsdecode(event.src_path)
         dest = os.fsdecode(getattr(event, "dest_path", "") or "")
-        if kind == "moved" and dest == self.path:
-            self._schedule(self.settle_complete)
-        elif src != self.path:
+        if kind == "moved" and dest in self._names:
+            self._schedule(complete=True)
+        elif src not in self._names:
             return
-        elif kind == "closed":
-            self._schedule(self.settle_complete)
-        elif kind in ("created", "modified", "deleted", "moved"):
-            self._schedule(self.settle_partial)
+        elif kind in COMPLETE_EVENTS:
+            self._schedule(complete=True)
+        elif kind in PARTIAL_EVENTS:
+            self._schedule(complete=False)
 
     def request_reload(self) -> None:
-        """Ask for a reload soon, as if the file had changed (SIGHUP, checks)."""
-        self._schedule(self.settle_complete)
+        """Ask for a reload soon, as if the file had been saved."""
+        self._schedule(complete=True)
 
-    def _schedule(self, settle: float) -> None:
+    def _schedule(self, complete: bool) -> None:
         now = time.monotonic()
         with self._wake:
             if not self._due:
                 self._first_event = now
-            self._due = min(now + settle, self._first_event + self.max_delay)
+            if complete:
+                self._due = min(now + self.settle_complete, self._first_event + self.max_delay)
+            else:
+                self._due = now + self.settle_partial
             self._wake.notify()
 
     def _run_reloader(self) -> None:
@@ -178,57 +233,50 @@ class StatusFileWatcher:
                     return
                 self._due = 0.0
             try:
-                if not self.reload():
-                    self._retry_if_changing()
+                self.reload()
             except Exception:
                 log.exception("unexpected error reloading %s", self.path)
-
-    def _retry_if_changing(self) -> None:
-        if self._current_signature() is not None:
-            self._schedule(self.settle_partial)
 
     # -- reading -------------------------------------------------------
 
     def _current_signature(self) -> Signature | None:
         try:
-            info = os.stat(self.path)
+            return _signature(os.stat(self.path))
         except OSError:
             return None
-        return _signature(info)
 
-    def reload(self) -> bool:
-        """Read, parse and publish the file now; keep the old table on failure.
-
-        Returns False when the file was caught changing and should be read
-        again, True otherwise.
-        """
+    def reload(self) -> None:
+        """Read, parse and publish the file now; keep the old table on failure."""
         with self._reload_lock:
             try:
                 data, signature = self._read()
             except FileNotFoundError:
                 self._report_missing()
-                return True
+                return
             except _Changing:
-                return False
+                self._schedule(complete=False)
+                return
             except OSError as error:
                 log.error("cannot read status file %s: %s; keeping the last table", self.path, _reason(error))
                 self._signature = self._current_signature()
-                return True
+                return
             self._missing_reported = False
             self._signature = signature
             parsed = parse_status_file(data)
             self._log_problems(parsed.problems, parsed.invalid_utf8)
             self.table.replace(parsed.users)
             log.info("loaded %d users from %s", len(parsed.users), self.path)
-            return True
 
     def _report_missing(self) -> None:
         self._signature = None
         if self._missing_reported:
             return
         self._missing_reported = True
-        count = len(self.table.snapshot().users)
-        log.warning("status file %s is missing; serving the last table (%d users)", self.path, count)
+        snapshot = self.table.snapshot()
+        if snapshot.generation == 0:
+            log.warning("status file %s does not exist; starting with no users", self.path)
+        else:
+            log.warning("status file %s is missing; serving the last table (%d users)", self.path, len(snapshot.users))
 
     def _read(self) -> tuple[bytes, Signature]:
         fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
@@ -236,11 +284,13 @@ class StatusFileWatcher:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise OSError(errno.EINVAL, "not a regular file")
-            if before.st_size > self.max_file_bytes:
-                raise OSError(errno.EFBIG, f"larger than {self.max_file_bytes} bytes")
             chunks = []
+            size = 0
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > self.max_file_bytes:
+                    raise OSError(errno.EFBIG, f"larger than {self.max_file_bytes} bytes")
             after = os.fstat(fd)
         finally:
             os.close(fd)
@@ -249,7 +299,7 @@ class StatusFileWatcher:
             raise _Changing
         return data, _signature(after)
 
-    def _log_problems(self, problems: list, invalid_utf8: bool) -> None:
+    def _log_problems(self, problems: list[Problem], invalid_utf8: bool) -> None:
         if invalid_utf8:
             log.warning("%s: bytes that are not UTF-8 were replaced", self.path)
         for problem in problems[: self.max_logged_problems]:
@@ -264,7 +314,20 @@ class _Changing(Exception):
 
 
 def _signature(info: os.stat_result) -> Signature:
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode)
+
+
+def _identify(directories: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Device and inode of each existing directory, to notice replacements."""
+    identities = {}
+    for directory in directories:
+        try:
+            info = os.stat(directory)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            identities[directory] = (info.st_dev, info.st_ino)
+    return identities
 
 
 def _reason(error: OSError) -> str:
