@@ -23,6 +23,7 @@ import argparse
 import logging
 import resource
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from fingerd.finger.answer import Policy
 from fingerd.finger.server import FingerServer, FingerSettings
 from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
+from fingerd.web.server import WebServer, WebSettings
 
 log = logging.getLogger("fingerd")
 
@@ -76,12 +78,25 @@ class Application:
             policy=Policy(list_users=options.list_users),
         )
         self.finger = FingerServer(options.finger_address, self.table, settings)
+        self.listeners: list[FingerServer | WebServer] = [self.finger, *self._web_servers()]
         self.pidfile = PidFile(options.pidfile) if options.pidfile else None
         self.notifier = Notifier()
         self._running: list[Service] = []
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
+
+    def _web_servers(self) -> list[WebServer]:
+        options = self.options
+        settings = WebSettings(host=socket.gethostname(), timeout=options.timeout)
+        servers = []
+        if options.web_address is not None:
+            servers.append(WebServer(options.web_address, self.table, options.page_templates, settings))
+        if options.https_address is not None:
+            servers.append(
+                WebServer(options.https_address, self.table, options.page_templates, settings, options.tls_context)
+            )
+        return servers
 
     def run(self) -> int:
         """Start, serve until told to stop, stop; return the exit status."""
@@ -90,8 +105,9 @@ class Application:
         except BaseException:
             self._stop_services()
             raise
-        self.notifier.send("READY=1", f"STATUS=serving finger on {self.options.finger_address}")
-        log.info("ready: finger on %s, status file %s", self.options.finger_address, self.watcher.path)
+        where = ", ".join(f"{listener.name} on {listener.listen_address}" for listener in self.listeners)
+        self.notifier.send("READY=1", f"STATUS=serving {where}")
+        log.info("ready: %s; status file %s", where, self.watcher.path)
         try:
             status = self._main_loop()
         except Exception:
@@ -105,7 +121,8 @@ class Application:
 
     def _start(self) -> None:
         self._raise_descriptor_limit()
-        self._bind(self.finger)
+        for listener in self.listeners:
+            self._bind(listener)
         try:
             log.info("%s", drop_privileges(self.options.user, self.options.group))
         except IdentityError as error:
@@ -118,10 +135,11 @@ class Application:
                 self.pidfile.write()
             except PidFileError as error:
                 raise StartupError(str(error)) from None
-        try:
-            self._start_service(self.finger)
-        except OSError as error:
-            raise StartupError(f"cannot listen on {self.finger.listen_address}: {error.strerror or error}") from None
+        for listener in self.listeners:
+            try:
+                self._start_service(listener)
+            except OSError as error:
+                raise StartupError(f"cannot listen on {listener.listen_address}: {error.strerror or error}") from None
 
     def _open_log_file(self) -> None:
         path = self.options.log_file
@@ -132,10 +150,12 @@ class Application:
         except OSError as error:
             raise StartupError(f"argument --log-file: cannot open {path!r}: {error.strerror}", 2) from None
 
-    def _bind(self, server: FingerServer) -> None:
+    def _bind(self, server: FingerServer | WebServer) -> None:
         try:
             server.bind()
         except OSError as error:
+            for listener in self.listeners:
+                listener.server_close()
             reason = error.strerror or str(error)
             raise StartupError(f"cannot listen on {server.listen_address}: {reason}") from None
 

@@ -19,11 +19,13 @@ import argparse
 import grp
 import os
 import pwd
+import ssl
 from collections.abc import Callable, Sequence
 
 import configargparse
 
 from fingerd.listen import resolve_listen_address
+from fingerd.web.pages import Templates, TemplateError
 
 ENV_PREFIX = "FINGERD_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -154,10 +156,11 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     sources.add_argument("--web-url", metavar="TEMPLATE", help="web source URL with {name}" + PLANNED)
 
     web = parser.add_argument_group("web, setter and IRC")
-    web.add_argument("--web-port", type=_port, default=8000, metavar="N", help="web view, 0 disables" + PLANNED)
-    web.add_argument("--https-port", type=_port, default=0, metavar="N", help="web view over TLS" + PLANNED)
-    web.add_argument("--tls-cert", metavar="FILE", help="certificate for --https-port" + PLANNED)
-    web.add_argument("--tls-key", metavar="FILE", help="private key for --https-port" + PLANNED)
+    web.add_argument("--web-port", type=_port, default=8000, metavar="N", help="web view (HTML, JSON, XML-RPC); 0: off")
+    web.add_argument("--https-port", type=_port, default=0, metavar="N", help="the web view over TLS; 0: off")
+    web.add_argument("--tls-cert", metavar="FILE", help="certificate chain (PEM) for --https-port")
+    web.add_argument("--tls-key", metavar="FILE", help="private key (PEM) for --https-port")
+    web.add_argument("--templates", metavar="DIR", help="directory whose files override the page templates")
     web.add_argument("--setter-port", type=_port, default=0, metavar="N", help="TCP setter on 127.0.0.1" + PLANNED)
     web.add_argument(
         "--setter-socket", default="/run/fingerd/setter.sock", metavar="PATH", help="setter socket" + PLANNED
@@ -178,8 +181,9 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
 def resolve(options: argparse.Namespace) -> str:
     """Check what needs more than one value's text, and fill in derived values.
 
-    Returns the first problem as an argparse-style message, or ''.  Adds
-    ``finger_address`` and the default ``source`` list to ``options``.
+    Returns the first problem as an argparse-style message, or ''.  Adds to
+    ``options``: the default ``source`` list, the resolved ``*_address``
+    values, ``tls_context`` and ``page_templates``.
     """
     if options.source is None:
         options.source = ["file"]
@@ -191,9 +195,46 @@ def resolve(options: argparse.Namespace) -> str:
         return "argument --status-file: must not be empty"
     try:
         options.finger_address = resolve_listen_address(options.bind, options.finger_port)
+        options.web_address = resolve_listen_address(options.bind, options.web_port) if options.web_port else None
+        options.https_address = resolve_listen_address(options.bind, options.https_port) if options.https_port else None
     except ValueError as error:
         return f"argument --bind: {error}"
-    return _check_logging(options) or _check_identity(options)
+    return (
+        _load_tls(options) or _load_templates(options) or _check_logging(options) or _check_identity(options)
+    )
+
+
+def _load_tls(options: argparse.Namespace) -> str:
+    """Build the TLS context now, while the key is still readable (before the drop)."""
+    options.tls_context = None
+    if not options.https_port:
+        return ""
+    for option, path in (("--tls-cert", options.tls_cert), ("--tls-key", options.tls_key)):
+        if not path:
+            return f"argument --https-port: needs {option}"
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            return f"argument {option}: cannot read {path!r}: {error.strerror}"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+    except ssl.SSLError as error:
+        return f"argument --tls-key: {options.tls_key!r} and --tls-cert {options.tls_cert!r} do not load: {error.reason}"
+    options.tls_context = context
+    return ""
+
+
+def _load_templates(options: argparse.Namespace) -> str:
+    if options.templates and not os.path.isdir(options.templates):
+        return f"argument --templates: not a directory: {options.templates!r}"
+    try:
+        options.page_templates = Templates.load(options.templates)
+    except TemplateError as error:
+        return f"argument --templates: {error}"
+    return ""
 
 
 def _check_logging(options: argparse.Namespace) -> str:

@@ -44,6 +44,7 @@ from fingerd.finger.waiting_room import WaitingRoom
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
 from fingerd.protocol import Query
 from fingerd.render import reply_bytes
+from fingerd.slots import Slots
 from fingerd.users.table import UserTable
 
 log = logging.getLogger("fingerd.finger")
@@ -61,25 +62,6 @@ class FingerSettings:
     timeout: float = 10.0
     max_connections: int = 512
     policy: Policy = field(default_factory=Policy)
-
-
-class Slots:
-    """Counts open connections against `--max-connections`."""
-
-    def __init__(self, limit: int) -> None:
-        self._free = limit
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self._free <= 0:
-                return False
-            self._free -= 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self._free += 1
 
 
 class _ReplyCache:
@@ -103,6 +85,8 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
     cache_entries = 4096
     accept_error_pause = 0.05
     accept_batch = 64
+
+    name = "finger"
 
     def __init__(self, address: ListenAddress, table: UserTable, settings: FingerSettings) -> None:
         self.listen_address = address

@@ -1,0 +1,224 @@
+"""One HTTP request: `http.server`'s handler with the routes and the limits.
+
+Routes (everything else is 404; methods other than GET, HEAD and POST 405)::
+
+    GET  /                       the user list (HTML)
+    GET  /<name>, /~<name>       one user's page (HTML), 404 "No such user"
+    GET  /api/users              {"name": "status", ...}
+    GET  /api/users/<name>       {"name": ..., "status": ...}, 404 if unknown
+    GET  /static/style.css, /static/live.js
+    POST /RPC2                   XML-RPC getUser(name), getUsers()
+
+No path reaches the filesystem: templates and static files were read at
+start-up.  Request line and headers together may use `max_head_bytes`; an
+XML-RPC body `max_body_bytes`.  Every response carries a restrictive
+Content-Security-Policy and ``nosniff``; the Server header names no version.
+JSON responses carry an ETag of the table generation, so the page's poller
+costs a 304 while nothing changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from fingerd.listen import peer_text
+from fingerd.render import visible
+from fingerd.web import api, pages
+
+if TYPE_CHECKING:
+    from fingerd.web.server import WebServer
+
+access_log = logging.getLogger("fingerd.web")
+
+SECURITY_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-cache"),
+)
+HTML = "text/html; charset=utf-8"
+JSON = "application/json; charset=utf-8"
+STATIC_TYPES = {"style.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+
+
+@dataclass(frozen=True)
+class Response:
+    status: HTTPStatus
+    content_type: str
+    body: bytes
+    etag: str = ""
+
+
+class HeadBudget:
+    """Wraps the request stream so the request line and headers stay small.
+
+    `http.server` allows 64 KiB per line and 100 header lines; this caps
+    their sum.  Past the budget ``readline`` returns nothing more, and the
+    handler answers 414 or 431.
+    """
+
+    def __init__(self, stream, budget: int) -> None:
+        self.stream = stream
+        self.budget = budget
+        self.left = budget
+
+    @property
+    def exceeded(self) -> bool:
+        return self.left < 0
+
+    def reset(self) -> None:
+        self.left = self.budget
+
+    def readline(self, size: int = -1) -> bytes:
+        if self.left < 0:
+            return b""
+        limit = self.left + 1 if size < 0 else min(size, self.left + 1)
+        line = self.stream.readline(limit)
+        self.left -= len(line)
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        return self.stream.read(size)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class WebHandler(BaseHTTPRequestHandler):
+    """Answers one HTTP/1.0 request from the server's user table."""
+
+    server: WebServer
+    server_version = "fingerd"
+    sys_version = ""
+    max_head_bytes = 16 * 1024
+    max_body_bytes = 64 * 1024
+    allowed_methods = ("GET", "HEAD", "POST")
+    error_content_type = HTML
+    error_message_format = "<!DOCTYPE html>\n<title>%(code)d %(message)s</title>\n<h1>%(code)d %(message)s</h1>\n"
+
+    def version_string(self) -> str:
+        """The Server header: the name only, no version to fingerprint."""
+        return self.server_version
+
+    def setup(self) -> None:
+        self.timeout = self.server.settings.timeout
+        super().setup()
+        self.rfile = HeadBudget(self.rfile, self.max_head_bytes)  # type: ignore[assignment]
+        self.allow = ""
+
+    def handle_one_request(self) -> None:
+        self.rfile.reset()  # type: ignore[attr-defined]
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if self.rfile.exceeded:  # type: ignore[attr-defined]
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return False
+        if not super().parse_request():
+            return False
+        if self.rfile.exceeded:  # type: ignore[attr-defined]
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return False
+        if self.command not in self.allowed_methods:
+            self.allow = ", ".join(self.allowed_methods)
+            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+            return False
+        return True
+
+    # -- methods -------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send(self.route())
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send(self.route(), with_body=False)
+
+    def do_POST(self) -> None:  # noqa: N802
+        if urlsplit(self.path).path != "/RPC2":
+            self.allow = "GET, HEAD"
+            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+            return
+        body = self.read_body()
+        if body is None:
+            return
+        reply = self.server.rpc._marshaled_dispatch(body)
+        self.send(Response(HTTPStatus.OK, "text/xml; charset=utf-8", reply))
+
+    # -- routing -------------------------------------------------------
+
+    def route(self) -> Response:
+        """Map a GET path to a response; the path is text, never a file name."""
+        path = unquote(urlsplit(self.path).path, errors="replace")
+        snapshot = self.server.table.snapshot()
+        templates, host = self.server.templates, self.server.settings.host
+        etag = f'"{snapshot.generation}"'
+        if path == "/":
+            return Response(HTTPStatus.OK, HTML, pages.index_page(templates, host, snapshot.listing()))
+        if path == "/api/users":
+            return Response(HTTPStatus.OK, JSON, api.users_json(snapshot), etag)
+        if path.startswith("/api/users/"):
+            found = api.find(snapshot, path[len("/api/users/") :])
+            if found is None:
+                return Response(HTTPStatus.NOT_FOUND, JSON, api.not_found_json(), etag)
+            return Response(HTTPStatus.OK, JSON, api.user_json(*found), etag)
+        if path.startswith("/static/") and path[len("/static/") :] in STATIC_TYPES:
+            name = path[len("/static/") :]
+            return Response(HTTPStatus.OK, STATIC_TYPES[name], templates.static(name))
+        found = api.find(snapshot, path[1:].removeprefix("~"))
+        if found is None:
+            return Response(HTTPStatus.NOT_FOUND, HTML, pages.not_found_page(templates, host))
+        return Response(HTTPStatus.OK, HTML, pages.user_page(templates, host, *found))
+
+    def read_body(self) -> bytes | None:
+        """The request body, or None after answering 411 or 413."""
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or not length_text.strip().isdigit():
+            self.send_error(HTTPStatus.LENGTH_REQUIRED)
+            return None
+        length = int(length_text)
+        if length > self.max_body_bytes:
+            self.send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return None
+        return self.rfile.read(length)
+
+    # -- sending -------------------------------------------------------
+
+    def send(self, response: Response, with_body: bool = True) -> None:
+        if response.etag and response.etag == self.headers.get("If-None-Match"):
+            self.send_response(HTTPStatus.NOT_MODIFIED)
+            self.send_header("ETag", response.etag)
+            self.end_headers()
+            return
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        if response.etag:
+            self.send_header("ETag", response.etag)
+        self.end_headers()
+        if with_body:
+            self.wfile.write(response.body)
+
+    def end_headers(self) -> None:
+        for name, value in SECURITY_HEADERS:
+            self.send_header(name, value)
+        if self.allow:
+            self.send_header("Allow", self.allow)
+        super().end_headers()
+
+    def log_request(self, code: object = "-", size: object = "-") -> None:
+        status = code.value if isinstance(code, HTTPStatus) else code
+        access_log.info("%s \"%s\" %s", peer_text(self.client_address), visible(self.requestline[:200]), status)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
+        access_log.debug("%s %s", peer_text(self.client_address), visible(format % args))

@@ -1,0 +1,166 @@
+"""The web view (HTTP, and the same over TLS): `socketserver` plus `http.server`.
+
+::
+
+    web-acceptor thread: accept() --> slot free? --no--> "503 busy", close
+                                         |
+                                        yes --> web-N thread: TLS handshake
+                                                (if HTTPS), one request,
+                                                close, give the slot back
+
+A request is small and answered from memory, so a thread per connection is
+the plain design: the threads are bounded by `max_connections`, every read
+and write by `--timeout`, and requests are HTTP/1.0 (one per connection), so
+a thread never waits on an idle keep-alive.  The TLS handshake happens in
+the connection's own thread, never in the accepting one, so a client that
+stalls mid-handshake holds only its own slot.
+
+On stop the server stops accepting, gives running requests `stop_grace`
+seconds, then shuts their sockets so every thread ends, and joins them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import socketserver
+import ssl
+import threading
+from dataclasses import dataclass
+
+from fingerd.listen import ListenAddress, ListenerMixin, peer_text
+from fingerd.slots import Slots
+from fingerd.users.table import UserTable
+from fingerd.web.api import make_dispatcher
+from fingerd.web.handler import WebHandler
+from fingerd.web.pages import Templates
+
+log = logging.getLogger("fingerd.web")
+
+BUSY_RESPONSE = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 29\r\nConnection: close\r\n\r\nServer busy, try again later\n"
+)
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """What the pages need to know about the host and the limits."""
+
+    host: str = "localhost"
+    timeout: float = 10.0
+
+
+class WebServer(ListenerMixin, socketserver.TCPServer):
+    """Serves the user table as HTML, JSON and XML-RPC; `start()` and `stop()` it."""
+
+    allow_reuse_address = True
+    request_queue_size = 128
+    max_connections = 64
+    poll_interval = 0.2
+    stop_grace = 2.0
+
+    def __init__(
+        self,
+        address: ListenAddress,
+        table: UserTable,
+        templates: Templates,
+        settings: WebSettings,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.listen_address = address
+        self.address_family = address.family
+        self.table = table
+        self.templates = templates
+        self.settings = settings
+        self.tls = tls
+        self.rpc = make_dispatcher(table)
+        self.name = "https" if tls else "web"
+        self.slots = Slots(self.max_connections)
+        self._numbers = itertools.count(1)
+        self._active: dict[threading.Thread, socket.socket] = {}
+        self._active_lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, args=(self.poll_interval,), daemon=True)
+        self._thread.name = f"{self.name}-acceptor"
+        super().__init__((address.host, address.port), WebHandler, bind_and_activate=False)
+
+    # -- lifecycle -----------------------------------------------------
+
+    def bind(self) -> None:
+        """Bind the port now (before privileges are dropped); listen later."""
+        try:
+            self.server_bind()
+        except OSError:
+            self.server_close()
+            raise
+
+    def start(self) -> None:
+        self.server_activate()
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop accepting, let requests finish, then end and join every thread."""
+        if self._thread.is_alive():
+            self.shutdown()
+            self._thread.join()
+        self.server_close()
+        for thread in self._threads():
+            thread.join(self.stop_grace)
+        with self._active_lock:
+            stragglers = list(self._active.items())
+        for thread, request in stragglers:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            thread.join()
+
+    def _threads(self) -> list[threading.Thread]:
+        with self._active_lock:
+            return list(self._active)
+
+    # -- socketserver extension points ---------------------------------
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        if not self.slots.take():
+            self._turn_away(request, client_address)
+            return
+        thread = threading.Thread(target=self._handle, args=(request, client_address), daemon=True)
+        thread.name = f"{self.name}-{next(self._numbers)}"
+        with self._active_lock:
+            self._active[thread] = request
+        thread.start()
+
+    def _handle(self, request: socket.socket, client_address: tuple) -> None:
+        connection: socket.socket = request
+        try:
+            request.settimeout(self.settings.timeout)
+            if self.tls is not None:
+                connection = self.tls.wrap_socket(request, server_side=True)
+            self.finish_request(connection, client_address)
+        except (OSError, ssl.SSLError) as error:
+            log.debug("%s: %s", peer_text(client_address), error)
+        except Exception:
+            log.exception("error answering %s", peer_text(client_address))
+        finally:
+            self.shutdown_request(connection)
+            with self._active_lock:
+                self._active.pop(threading.current_thread(), None)
+            self.slots.give_back()
+
+    def _turn_away(self, request: socket.socket, client_address: tuple) -> None:
+        log.info("%s - busy", peer_text(client_address))
+        if self.tls is None:
+            request.setblocking(False)
+            try:
+                request.send(BUSY_RESPONSE)
+            except OSError:
+                pass
+        self.shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        log.exception("error with a connection from %s", peer_text(client_address))
