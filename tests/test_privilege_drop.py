@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+import xmlrpc.client
 from pathlib import Path
 
 import pytest
@@ -32,11 +37,20 @@ def shared_dir():
 
 
 @pytest.fixture
-def dropped(start_daemon, shared_dir):
+def dropped(start_daemon, shared_dir, ports, tmp_path):
     status = shared_dir / "status"
     status.write_text("alice: before\n")
     status.chmod(0o644)
-    return start_daemon(
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    key.chmod(0o600)
+    web_port, https_port = ports.take(), ports.take()
+    daemon = start_daemon(
         None,
         command=AUDITED,
         workdir=shared_dir,
@@ -45,7 +59,30 @@ def dropped(start_daemon, shared_dir):
         status_file=str(status),
         pidfile=str(shared_dir / "fingerd.pid"),
         log_file=str(shared_dir / "fingerd.log"),
+        web_port=web_port,
+        https_port=https_port,
+        tls_cert=str(cert),
+        tls_key=str(key),
     )
+    daemon.web_port, daemon.https_port = web_port, https_port
+    return daemon
+
+
+def use_the_web_view(daemon) -> None:
+    """Every kind of web request, so any module they need late would show."""
+    plain = f"http://127.0.0.1:{daemon.web_port}"
+    for path in ("/", "/~alice", "/nobody-here", "/api/users", "/api/users/alice", "/static/live.js"):
+        try:
+            urllib.request.urlopen(plain + path, timeout=10).read()
+        except urllib.error.HTTPError as error:
+            assert error.code == 404
+    assert xmlrpc.client.ServerProxy(plain + "/RPC2").getUser("alice")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    secure = f"https://127.0.0.1:{daemon.https_port}"
+    assert urllib.request.urlopen(secure + "/~alice", timeout=10, context=context).read()
+    assert xmlrpc.client.ServerProxy(secure + "/RPC2", context=context).getUsers()
 
 
 def wait_for_reply(daemon, query: bytes, expected: bytes, limit: float = 2.0) -> None:
@@ -80,6 +117,7 @@ def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir)
     daemon.wait_for("READY=1", timeout=5)
     for query in (b"\xff\r\n", b"x@y\r\n", b"\r\n", b"A" * 2000):
         assert daemon.query(query)
+    use_the_web_view(daemon)
     assert daemon.stop() == 0
     assert not (shared_dir / "fingerd.pid").exists()
     assert "stopped" in log_file.read_text()
