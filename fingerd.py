@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Run the finger daemon from a checkout: ``python fingerd.py -c /etc/fingerd.conf``."""
+"""Run fingerd from a checkout: ``python fingerd.py -c /etc/fingerd.conf``, or ``python fingerd.py set MESSAGE``."""
 
 import sys
 
-from fingerd.app import main
+from fingerd.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,6 @@
 
 import sys
 
-from fingerd.app import main
+from fingerd.cli import main
 
 sys.exit(main())

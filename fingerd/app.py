@@ -30,14 +30,17 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from fingerd.config import Parser
-from fingerd.daemon.identity import IdentityError, drop_privileges
+from fingerd.daemon.identity import IdentityError, drop_privileges, target_ids
 from fingerd.daemon.logs import Logs
 from fingerd.daemon.notify import Notifier
 from fingerd.daemon.pidfile import PidFile, PidFileError
 from fingerd.finger.answer import Policy
 from fingerd.finger.server import FingerServer, FingerSettings
 from fingerd.users.table import UserTable
+from fingerd.setter.tcp import TcpSetterServer
+from fingerd.setter.unix import UnixSetterServer
 from fingerd.users.watcher import StatusFileWatcher
+from fingerd.users.writer import StatusFileWriter
 from fingerd.web.server import WebServer, WebSettings
 
 log = logging.getLogger("fingerd")
@@ -51,6 +54,9 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
     def alive(self) -> bool: ...
+
+
+Listener = FingerServer | WebServer | TcpSetterServer | UnixSetterServer
 
 
 class StartupError(Exception):
@@ -78,7 +84,9 @@ class Application:
             policy=Policy(list_users=options.list_users),
         )
         self.finger = FingerServer(options.finger_address, self.table, settings)
-        self.listeners: list[FingerServer | WebServer] = [self.finger, *self._web_servers()]
+        self.writer = StatusFileWriter(options.status_file)
+        self.listeners: list[Listener] = [self.finger, *self._web_servers(), *self._tcp_setter()]
+        self.socket_setter = self._socket_setter()
         self.pidfile = PidFile(options.pidfile) if options.pidfile else None
         self.notifier = Notifier()
         self._running: list[Service] = []
@@ -97,6 +105,29 @@ class Application:
                 WebServer(options.https_address, self.table, options.page_templates, settings, options.tls_context)
             )
         return servers
+
+    def _tcp_setter(self) -> list[TcpSetterServer]:
+        if not self.options.setter_port:
+            return []
+        return [TcpSetterServer(self.options.setter_port, self.writer, self.options.timeout)]
+
+    def _socket_setter(self) -> UnixSetterServer | None:
+        if not self.options.setter_socket:
+            return None
+        return UnixSetterServer(self.options.setter_socket, self.writer, self.options.timeout, target_ids(self.options))
+
+    def _bind_socket_setter(self) -> None:
+        """The setter socket is optional: without it the daemon still serves."""
+        setter = self.socket_setter
+        if setter is None:
+            return
+        try:
+            setter.bind()
+        except OSError as error:
+            log.warning("setter socket %s not available (%s); 'fingerd set' will not work", setter.path, error.strerror or error)
+            self.socket_setter = None
+            return
+        self.listeners.append(setter)
 
     def run(self) -> int:
         """Start, serve until told to stop, stop; return the exit status."""
@@ -121,8 +152,9 @@ class Application:
 
     def _start(self) -> None:
         self._raise_descriptor_limit()
-        for listener in self.listeners:
+        for listener in list(self.listeners):
             self._bind(listener)
+        self._bind_socket_setter()
         try:
             log.info("%s", drop_privileges(self.options.user, self.options.group))
         except IdentityError as error:
@@ -150,7 +182,7 @@ class Application:
         except OSError as error:
             raise StartupError(f"argument --log-file: cannot open {path!r}: {error.strerror}", 2) from None
 
-    def _bind(self, server: FingerServer | WebServer) -> None:
+    def _bind(self, server: Listener) -> None:
         try:
             server.bind()
         except OSError as error:

@@ -161,9 +161,11 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     web.add_argument("--tls-cert", metavar="FILE", help="certificate chain (PEM) for --https-port")
     web.add_argument("--tls-key", metavar="FILE", help="private key (PEM) for --https-port")
     web.add_argument("--templates", metavar="DIR", help="directory whose files override the page templates")
-    web.add_argument("--setter-port", type=_port, default=0, metavar="N", help="TCP setter on 127.0.0.1" + PLANNED)
     web.add_argument(
-        "--setter-socket", default="/run/fingerd/setter.sock", metavar="PATH", help="setter socket" + PLANNED
+        "--setter-port", type=_port, default=0, metavar="N", help="tutorial TCP setter on 127.0.0.1, trusts every local user; 0: off"
+    )
+    web.add_argument(
+        "--setter-socket", default="/run/fingerd/setter.sock", metavar="PATH", help="Unix socket for 'fingerd set'; empty: off"
     )
     web.add_argument("--irc-server", default="", metavar="HOST[:PORT]", help="IRC bot" + PLANNED)
     web.add_argument("--irc-nick", default="fingerbot", metavar="NAME", help="IRC nick" + PLANNED)

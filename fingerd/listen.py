@@ -72,7 +72,9 @@ class ListenerMixin:
         super().server_bind()  # type: ignore[misc]
 
 
-def peer_text(address: tuple) -> str:
+def peer_text(address: object) -> str:
     """A peer address for logs, with IPv4-mapped IPv6 shown as plain IPv4."""
-    host = str(address[0]) if address else "?"
+    if not isinstance(address, tuple) or not address:
+        return "local"
+    host = str(address[0])
     return host[7:] if host.startswith("::ffff:") and "." in host else host

@@ -91,6 +91,7 @@ class Daemon:
             "user": "root",
             "timeout": 5,
             "web-port": 0,
+            "setter-socket": "",
         }
         settings.update(options)
         self.config.write_text("".join(f"{key} = {value}\n" for key, value in settings.items() if value is not None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def dropped(start_daemon, shared_dir, ports, tmp_path):
         https_port=https_port,
         tls_cert=str(cert),
         tls_key=str(key),
+        setter_socket=str(shared_dir / "setter.sock"),
     )
     daemon.web_port, daemon.https_port = web_port, https_port
     return daemon
@@ -118,6 +120,13 @@ def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir)
     for query in (b"\xff\r\n", b"x@y\r\n", b"\r\n", b"A" * 2000):
         assert daemon.query(query)
     use_the_web_view(daemon)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(shared_dir / "setter.sock"))
+        sock.sendall(b"SET \nset through the socket\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(4096) == b"OK set status of root\n"
+    wait_for_reply(daemon, b"root\r\n", b"set through the socket\r\n")
     assert daemon.stop() == 0
     assert not (shared_dir / "fingerd.pid").exists()
     assert "stopped" in log_file.read_text()
@@ -138,3 +147,20 @@ def test_an_unreadable_status_file_is_picked_up_once_readable(dropped, shared_di
     assert daemon.query(b"alice\r\n") == b"before\r\n"
     status.chmod(0o644)
     wait_for_reply(daemon, b"alice\r\n", b"secret\r\n", limit=1.0)
+
+
+def test_a_status_file_the_daemon_cannot_replace_is_a_clear_setter_error(dropped, shared_dir):
+    """The setter socket runs as nobody too; a root-owned directory refuses it."""
+    daemon = dropped
+    socket_path = shared_dir / "setter.sock"
+    os.chown(shared_dir, 0, 0)
+    before = (shared_dir / "status").read_bytes()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(socket_path))
+        sock.sendall(b"SET alice\nnew status\n")
+        sock.shutdown(socket.SHUT_WR)
+        reply = sock.recv(4096)
+    assert reply.startswith(b"ERROR cannot update the status file: Permission denied")
+    assert (shared_dir / "status").read_bytes() == before
+    assert daemon.query(b"alice\r\n") == b"before\r\n"

@@ -8,6 +8,7 @@ any thread is started, so no thread ever runs with a mix.
 
 from __future__ import annotations
 
+import argparse
 import grp
 import os
 import pwd
@@ -15,6 +16,17 @@ import pwd
 
 class IdentityError(Exception):
     """The process could not take the configured identity."""
+
+
+def target_ids(options: argparse.Namespace) -> tuple[int, int] | None:
+    """The uid and gid the daemon will run as after the drop, or None if it keeps its own."""
+    user, group = options.user, options.group
+    if os.geteuid() != 0 or user == "root":
+        return None
+    try:
+        return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
 
 
 def drop_privileges(user: str, group: str) -> str:

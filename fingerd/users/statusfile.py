@@ -17,6 +17,7 @@ feeds and Unicode separators that a status may legitimately contain.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fingerd.protocol import is_valid_name
@@ -97,3 +98,66 @@ def parse_status_file(data: bytes) -> ParsedFile:
         entries[name] = current
     result.users = {name: _trim(lines) for name, lines in entries.items()}
     return result
+
+
+def format_entry(name: str, status: Sequence[str]) -> bytes:
+    """The lines of one entry, such that parsing them gives back ``status``.
+
+    A one-line status whose text has no leading space is written on the
+    name's line; anything else goes on continuation lines, one space each,
+    so leading spaces and blank lines inside the status survive.
+    """
+    if len(status) == 1 and status[0] == status[0].strip():
+        return f"{name}: {status[0]}\n".encode("utf-8")
+    lines = [f"{name}:"] + [f" {line}" for line in status]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def replace_entry(data: bytes, name: str, status: Sequence[str] | None) -> bytes:
+    """Put ``name``'s status into the file's bytes; None removes the entry.
+
+    Every other line (comments, blank lines, malformed lines, other users,
+    their order) is kept byte for byte.  The entry takes the place of the
+    user's first entry, and later entries for the same name go, so the file
+    says one thing; a new user is appended at the end.
+    """
+    lines = data.split(b"\n")
+    trailing = lines and lines[-1] == b""
+    if trailing:
+        lines.pop()
+    kept: list[bytes] = []
+    placed = False
+    owned = False
+    for line in lines:
+        text = line.rstrip(b"\r")
+        if owned and text[:1] in (b" ", b"\t"):
+            continue
+        if _entry_name(text) == name:
+            owned = True
+            if not placed and status is not None:
+                kept.extend(format_entry(name, status).rstrip(b"\n").split(b"\n"))
+            placed = True
+            continue
+        if text and not text.startswith(b"#"):
+            owned = False
+        kept.append(line)
+    if status is not None and not placed:
+        kept.extend(format_entry(name, status).rstrip(b"\n").split(b"\n"))
+        trailing = True
+    result = b"\n".join(kept)
+    if trailing and kept:
+        result += b"\n"
+    return result
+
+
+def _entry_name(line: bytes) -> str | None:
+    """The user a raw line starts an entry for, or None."""
+    if not line or line[:1] in (b" ", b"\t", b"#"):
+        return None
+    name, colon, _ = line.partition(b":")
+    if not colon:
+        return None
+    try:
+        return name.strip().decode("utf-8")
+    except UnicodeDecodeError:
+        return None

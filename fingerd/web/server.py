@@ -16,12 +16,12 @@ the connection's own thread, never in the accepting one, so a client that
 stalls mid-handshake holds only its own slot.
 
 On stop the server stops accepting, gives running requests `stop_grace`
-seconds, then shuts their sockets so every thread ends, and joins them all.
+seconds, then shuts their sockets so every thread ends, and joins them all
+(`BoundedThreadsMixIn`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import socketserver
@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
-from fingerd.slots import Slots
+from fingerd.threads import BoundedThreadsMixIn
 from fingerd.users.table import UserTable
 from fingerd.web.api import make_dispatcher
 from fingerd.web.handler import WebHandler
@@ -52,14 +52,13 @@ class WebSettings:
     timeout: float = 10.0
 
 
-class WebServer(ListenerMixin, socketserver.TCPServer):
+class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
     """Serves the user table as HTML, JSON and XML-RPC; `start()` and `stop()` it."""
 
     allow_reuse_address = True
     request_queue_size = 128
     max_connections = 64
     poll_interval = 0.2
-    stop_grace = 2.0
 
     def __init__(
         self,
@@ -77,10 +76,7 @@ class WebServer(ListenerMixin, socketserver.TCPServer):
         self.tls = tls
         self.rpc = make_dispatcher(table)
         self.name = "https" if tls else "web"
-        self.slots = Slots(self.max_connections)
-        self._numbers = itertools.count(1)
-        self._active: dict[threading.Thread, socket.socket] = {}
-        self._active_lock = threading.Lock()
+        self.init_threads()
         self._thread = threading.Thread(target=self.serve_forever, args=(self.poll_interval,), daemon=True)
         self._thread.name = f"{self.name}-acceptor"
         super().__init__((address.host, address.port), WebHandler, bind_and_activate=False)
@@ -108,34 +104,11 @@ class WebServer(ListenerMixin, socketserver.TCPServer):
             self.shutdown()
             self._thread.join()
         self.server_close()
-        for thread in self._threads():
-            thread.join(self.stop_grace)
-        with self._active_lock:
-            stragglers = list(self._active.items())
-        for thread, request in stragglers:
-            try:
-                request.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            thread.join()
+        self.join_threads()
 
-    def _threads(self) -> list[threading.Thread]:
-        with self._active_lock:
-            return list(self._active)
+    # -- one connection, in its own thread -----------------------------
 
-    # -- socketserver extension points ---------------------------------
-
-    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        if not self.slots.take():
-            self._turn_away(request, client_address)
-            return
-        thread = threading.Thread(target=self._handle, args=(request, client_address), daemon=True)
-        thread.name = f"{self.name}-{next(self._numbers)}"
-        with self._active_lock:
-            self._active[thread] = request
-        thread.start()
-
-    def _handle(self, request: socket.socket, client_address: tuple) -> None:
+    def handle_connection(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         connection: socket.socket = request
         try:
             request.settimeout(self.settings.timeout)
@@ -144,15 +117,10 @@ class WebServer(ListenerMixin, socketserver.TCPServer):
             self.finish_request(connection, client_address)
         except (OSError, ssl.SSLError) as error:
             log.debug("%s: %s", peer_text(client_address), error)
-        except Exception:
-            log.exception("error answering %s", peer_text(client_address))
         finally:
             self.shutdown_request(connection)
-            with self._active_lock:
-                self._active.pop(threading.current_thread(), None)
-            self.slots.give_back()
 
-    def _turn_away(self, request: socket.socket, client_address: tuple) -> None:
+    def turn_away(self, request: socket.socket, client_address: object) -> None:
         log.info("%s - busy", peer_text(client_address))
         if self.tls is None:
             request.setblocking(False)

@@ -1,0 +1,1 @@
+"""Local users setting their own status: a Unix socket, a TCP setter, a client."""

@@ -1,0 +1,81 @@
+"""``fingerd set``: set your status through the daemon's Unix socket.
+
+Standard library only, so it runs under any Python 3 on the host, not just
+the daemon's environment.  Exit status: 0 done, 1 refused by the daemon,
+2 bad usage, 3 the daemon could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+DEFAULT_SOCKET = "/run/fingerd/setter.sock"
+TIMEOUT = 15.0
+REFUSED, USAGE, UNREACHABLE = 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fingerd set",
+        description="Set your finger status. Without MESSAGE, the status is read from standard input.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("message", nargs="*", help="the new status (words are joined by spaces)")
+    parser.add_argument("--for", dest="name", default="", metavar="NAME", help="whose status (root only)")
+    parser.add_argument("--clear", action="store_true", help="remove your entry")
+    parser.add_argument(
+        "--socket",
+        default=os.environ.get("FINGERD_SETTER_SOCKET", DEFAULT_SOCKET),
+        metavar="PATH",
+        help=f"the daemon's setter socket (default: $FINGERD_SETTER_SOCKET or {DEFAULT_SOCKET})",
+    )
+    return parser
+
+
+def build_request(options: argparse.Namespace, stdin) -> bytes:
+    if options.clear:
+        return f"CLEAR {options.name}\n".encode()
+    if options.message:
+        status = " ".join(options.message).encode("utf-8", "surrogateescape")
+    else:
+        if stdin.isatty():
+            print("Type your status; end with Ctrl-D.", file=sys.stderr)
+        status = stdin.buffer.read()
+    return f"SET {options.name}\n".encode() + status
+
+
+def send(path: str, request: bytes) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect(path)
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    return reply.decode("utf-8", "replace").strip()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if options.clear and options.message:
+        parser.error("--clear takes no message")
+    request = build_request(options, sys.stdin)
+    try:
+        reply = send(options.socket, request)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"fingerd set: the finger daemon is not running (no socket at {options.socket})", file=sys.stderr)
+        return UNREACHABLE
+    except OSError as error:
+        print(f"fingerd set: cannot reach the finger daemon at {options.socket}: {error.strerror or error}", file=sys.stderr)
+        return UNREACHABLE
+    if reply.startswith("OK"):
+        print(reply[3:].strip() or "OK")
+        return 0
+    print(f"fingerd set: {reply.removeprefix('ERROR').strip() or 'no answer'}", file=sys.stderr)
+    return REFUSED

@@ -1,0 +1,50 @@
+"""The Twisted tutorial's setter: name on line 1, status on line 2, over TCP.
+
+It listens on 127.0.0.1 only, whatever ``--bind`` says, and it is off by
+default, because it cannot tell local users apart: anyone who can connect
+to it can set anyone's status.  The Unix socket (`fingerd.setter.unix`) is
+the safe way; this exists for the tutorial's clients.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+
+from fingerd.listen import ListenAddress, ListenerMixin, peer_text
+from fingerd.setter.base import SetterMixIn
+from fingerd.setter.protocol import SetterError, parse_tcp_request
+from fingerd.users.writer import StatusFileWriter
+
+LOOPBACK = "127.0.0.1"
+
+
+def _two_lines(data: bytes) -> bool:
+    return data.count(b"\n") >= 2
+
+
+class TcpSetterServer(SetterMixIn, ListenerMixin, socketserver.TCPServer):
+    """Accepts ``name\\nstatus\\n`` from anyone who can reach 127.0.0.1."""
+
+    name = "tcp-setter"
+    allow_reuse_address = True
+
+    def __init__(self, port: int, writer: StatusFileWriter, timeout: float) -> None:
+        self.listen_address = ListenAddress(socket.AF_INET, LOOPBACK, port)
+        self.address_family = socket.AF_INET
+        self.init_setter(writer, timeout)
+        super().__init__((LOOPBACK, port), None, bind_and_activate=False)  # type: ignore[arg-type]
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:
+        try:
+            reply = self.apply(parse_tcp_request(self.read_request(request, _two_lines)), peer_text(client_address))
+            if reply.startswith("OK"):
+                reply = "OK"
+        except SetterError as error:
+            reply = f"ERROR {error}"
+        except TimeoutError:
+            reply = "ERROR timed out waiting for the request"
+        try:
+            request.sendall(reply.encode("utf-8") + b"\r\n")
+        except OSError:
+            pass

@@ -1,0 +1,230 @@
+"""Local users setting their status, against the real daemon and the real client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ENTRY, ROOT, read_all
+
+STATUS = "# the tilde status board\nalice: hi\n\n# bob below\nbob: out\n  to lunch\nnot an entry\n"
+
+
+def wait_for_reply(daemon, query: bytes, expected: bytes, limit: float = 2.0) -> None:
+    deadline = time.monotonic() + limit
+    while (reply := daemon.query(query)) != expected:
+        assert time.monotonic() < deadline, f"still {reply!r}, want {expected!r}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every local user can reach (the pytest tmp dirs are 0700)."""
+    with tempfile.TemporaryDirectory(prefix="fingerd-setter-") as name:
+        path = Path(name)
+        path.chmod(0o755)
+        yield path
+
+
+@pytest.fixture
+def setter(start_daemon, shared_dir):
+    path = str(shared_dir / "run" / "setter.sock")
+    daemon = start_daemon(STATUS, setter_socket=path)
+    daemon.setter_socket = path
+    return daemon
+
+
+def set_status(daemon, *args: str, stdin: bytes | None = None, command=(sys.executable, str(ENTRY))):
+    return subprocess.run(
+        [*command, "set", "--socket", daemon.setter_socket, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=20,
+    )
+
+
+def test_set_own_status(setter):
+    result = set_status(setter, "Reading", "RFC", "1288")
+    assert result.returncode == 0, result.stderr
+    assert b"set status of root" in result.stdout
+    wait_for_reply(setter, b"root\r\n", b"Reading RFC 1288\r\n")
+
+
+def test_root_sets_and_clears_another_users_status(setter):
+    assert set_status(setter, "--for", "alice", "back at 3").returncode == 0
+    wait_for_reply(setter, b"alice\r\n", b"back at 3\r\n")
+    assert set_status(setter, "--for", "alice", "--clear").returncode == 0
+    wait_for_reply(setter, b"alice\r\n", b"No such user\r\n")
+
+
+def test_multi_line_status_from_stdin_keeps_its_shape(setter):
+    plan = b"Plan for the week:\n\n  * write tests\n\t* ship\n"
+    assert set_status(setter, "--for", "carol", stdin=plan).returncode == 0
+    wait_for_reply(setter, b"/W carol\r\n", b"Login: carol\r\nPlan:\r\nPlan for the week:\r\n\r\n  * write tests\r\n\t* ship\r\n")
+
+
+def test_comments_order_and_other_entries_are_kept(setter):
+    before = setter.status_file.read_bytes()
+    assert set_status(setter, "--for", "bob", "in").returncode == 0
+    assert set_status(setter, "--for", "dave", "new").returncode == 0
+    after = setter.status_file.read_bytes()
+    assert after == before.replace(b"bob: out\n  to lunch\n", b"bob: in\n") + b"dave: new\n"
+
+
+def test_fifty_concurrent_setters_all_land(setter):
+    def ask(number: int) -> None:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(20)
+            sock.connect(setter.setter_socket)
+            sock.sendall(f"SET user{number}\nstatus number {number}\n".encode())
+            sock.shutdown(socket.SHUT_WR)
+            replies[number] = read_all(sock)
+
+    replies: dict[int, bytes] = {}
+    threads = [threading.Thread(target=ask, args=(number,)) for number in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(reply.startswith(b"OK") for reply in replies.values()), replies
+    text = setter.status_file.read_text()
+    for number in range(50):
+        assert f"user{number}: status number {number}\n" in text
+    assert text.startswith(STATUS)
+    wait_for_reply(setter, b"user49\r\n", b"status number 49\r\n")
+
+
+def test_hand_edits_and_setters_take_turns(setter):
+    for round_number in range(5):
+        subprocess.run(["sed", "-i", f"s/^alice: .*/alice: hand edit {round_number}/", str(setter.status_file)], check=True)
+        assert set_status(setter, "--for", "bob", f"setter {round_number}").returncode == 0
+        with open(setter.status_file, "a") as handle:
+            handle.write(f"extra{round_number}: appended by hand\n")
+    wait_for_reply(setter, b"alice\r\n", b"hand edit 4\r\n")
+    wait_for_reply(setter, b"bob\r\n", b"setter 4\r\n")
+    wait_for_reply(setter, b"extra4\r\n", b"appended by hand\r\n")
+
+
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (("--for", "../etc/passwd", "x"), None, b"not a valid user name"),
+        (("--for=-rf", "x"), None, b"not a valid user name"),
+        (("\x1b[2Jgotcha",), None, b"control character U+001B"),
+        ((), b"x" * 9000, b"status too long"),
+        ((), b"\xff\xfe", b"not UTF-8"),
+    ],
+)
+def test_bad_requests_are_refused_and_nothing_changes(setter, args, stdin, message):
+    before = setter.status_file.read_bytes()
+    result = set_status(setter, *args, stdin=stdin)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert setter.status_file.read_bytes() == before
+
+
+def test_a_silent_client_times_out(start_daemon, shared_dir):
+    daemon = start_daemon(STATUS, setter_socket=str(shared_dir / "s.sock"), timeout=1)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(shared_dir / "s.sock"))
+        started = time.monotonic()
+        assert read_all(sock) == b"ERROR timed out waiting for the request\n"
+        assert time.monotonic() - started < 4
+    assert daemon.query(b"alice\r\n") == b"hi\r\n"
+
+
+def test_client_without_a_daemon_exits_3(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ENTRY), "set", "--socket", str(tmp_path / "none.sock"), "hello"],
+        capture_output=True,
+        timeout=20,
+    )
+    assert result.returncode == 3
+    assert b"not running" in result.stderr
+
+
+def test_stale_socket_is_replaced_and_removed_at_stop(start_daemon, shared_dir):
+    path = shared_dir / "stale.sock"
+    leftover = socket.socket(socket.AF_UNIX)
+    leftover.bind(str(path))
+    leftover.close()
+    daemon = start_daemon(STATUS, setter_socket=str(path))
+    daemon.setter_socket = str(path)
+    assert set_status(daemon, "fresh").returncode == 0
+    assert daemon.stop() == 0
+    assert not path.exists()
+
+
+def test_unavailable_socket_is_a_warning_not_a_failure(start_daemon, shared_dir):
+    blocker = shared_dir / "file"
+    blocker.write_text("in the way")
+    daemon = start_daemon(STATUS, setter_socket=str(blocker / "setter.sock"))
+    assert daemon.query(b"alice\r\n") == b"hi\r\n"
+    assert "setter socket" in daemon.log() and "not available" in daemon.log()
+
+
+def tcp_set(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        return read_all(sock)
+
+
+def listening_addresses(pid: int) -> set[tuple[str, int]]:
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:
+            host, port = fields[1].split(":")
+            address = socket.inet_ntoa(bytes.fromhex(host)[::-1])
+            found.add((address, int(port, 16)))
+    return found
+
+
+def test_tcp_setter_is_loopback_only_and_speaks_the_tutorial_protocol(start_daemon, ports):
+    setter_port = ports.take()
+    daemon = start_daemon(STATUS, bind=None, setter_port=setter_port, setter_socket="")
+    assert ("127.0.0.1", setter_port) in listening_addresses(daemon.process.pid)
+    assert all(port != setter_port or host == "127.0.0.1" for host, port in listening_addresses(daemon.process.pid))
+    assert tcp_set(setter_port, b"alice\r\nat the tutorial\r\n") == b"OK\r\n"
+    wait_for_reply(daemon, b"alice\r\n", b"at the tutorial\r\n")
+    assert tcp_set(setter_port, b"../x\r\nnope\r\n").startswith(b"ERROR not a valid user name")
+    assert tcp_set(setter_port, b"alice\r\n\x1b[2J\r\n").startswith(b"ERROR control character")
+
+
+@pytest.fixture
+def readable_copy(tmp_path_factory):
+    """The package where an unprivileged user can import it."""
+    directory = Path(tempfile.mkdtemp(prefix="fingerd-client-"))
+    shutil.copytree(ROOT / "fingerd", directory / "fingerd", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [directory, *directory.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield directory
+    shutil.rmtree(directory)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_an_ordinary_user_sets_only_their_own_status(setter, readable_copy):
+    as_nobody = (
+        "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+        "env", f"PYTHONPATH={readable_copy}", "/usr/bin/python3", "-m", "fingerd",
+    )
+    os.chmod(Path(setter.setter_socket).parent, 0o755)
+    result = set_status(setter, "I", "am", "nobody", command=as_nobody)
+    assert result.returncode == 0, result.stderr
+    wait_for_reply(setter, b"nobody\r\n", b"I am nobody\r\n")
+    result = set_status(setter, "--for", "alice", "hijacked", command=as_nobody)
+    assert result.returncode == 1
+    assert b"only root may set another user's status" in result.stderr
+    assert setter.query(b"alice\r\n") == b"hi\r\n"
+    assert "nobody (uid 65534) tried to set the status of alice" in setter.log()

@@ -1,0 +1,101 @@
+"""Pure parts of the setter: the request format and the entry replacement."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fingerd.setter.protocol import (
+    MAX_STATUS_BYTES,
+    SetRequest,
+    SetterError,
+    parse_socket_request,
+    parse_status,
+    parse_tcp_request,
+)
+from fingerd.users.statusfile import format_entry, parse_status_file, replace_entry
+
+names = st.from_regex(r"[a-z_][a-z0-9_.-]{0,10}", fullmatch=True)
+status_lines = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))), max_size=5)
+
+
+def clean(lines: list[str]) -> tuple[str, ...]:
+    """What parsing keeps of a status: no blank lines at either end."""
+    kept = list(lines)
+    while kept and not kept[0].strip():
+        kept.pop(0)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return tuple(kept)
+
+
+@given(names, status_lines)
+def test_format_entry_reads_back(name, lines):
+    expected = clean(lines)
+    assert parse_status_file(format_entry(name, expected)).users[name] == expected
+
+
+@given(st.binary(max_size=300), names, status_lines)
+def test_replace_entry_sets_that_user_and_keeps_the_others(data, name, lines):
+    before = parse_status_file(data)
+    after = parse_status_file(replace_entry(data, name, clean(lines)))
+    assert after.users[name] == clean(lines)
+    for other, status in before.users.items():
+        if other != name:
+            assert after.users[other] == status
+
+
+@given(st.binary(max_size=300), names)
+def test_replace_entry_with_none_removes_the_user_only(data, name):
+    before = parse_status_file(data)
+    after = parse_status_file(replace_entry(data, name, None))
+    assert name not in after.users
+    assert after.users == {other: status for other, status in before.users.items() if other != name}
+
+
+def test_every_other_line_is_kept_byte_for_byte():
+    data = b"# header \xff\r\n\nalice: old\n  more\n# inside\n  still alice\nnot an entry\nbob: b\n\t tab\nalice: dup\n"
+    result = replace_entry(data, "alice", ("new",))
+    assert result == b"# header \xff\r\n\nalice: new\n# inside\nnot an entry\nbob: b\n\t tab\n"
+
+
+def test_a_new_user_is_appended():
+    assert replace_entry(b"# only a comment", "carol", ("hi",)) == b"# only a comment\ncarol: hi\n"
+    assert replace_entry(b"", "carol", ("a", " b")) == b"carol:\n a\n  b\n"
+
+
+def test_clearing_a_missing_user_changes_nothing():
+    data = b"alice: x\n# c\n"
+    assert replace_entry(data, "bob", None) == data
+
+
+def test_status_rules():
+    assert parse_status(b"\n\nhello\r\n  world\n\n") == ("hello", "  world")
+    assert parse_status(b"tab\tis fine") == ("tab\tis fine",)
+    for bad in (b"esc \x1b[2J", b"bell\x07", b"nel \xc2\x85", b"rtl \xe2\x80\xae", b"cr\ronly"):
+        with pytest.raises(SetterError, match="control character"):
+            parse_status(bad)
+    with pytest.raises(SetterError, match="UTF-8"):
+        parse_status(b"\xff")
+    with pytest.raises(SetterError, match="too long"):
+        parse_status(b"x" * (MAX_STATUS_BYTES + 1))
+    with pytest.raises(SetterError, match="lines"):
+        parse_status(b"x\n" * 101)
+
+
+def test_socket_requests():
+    assert parse_socket_request(b"SET \nhello") == ("", SetRequest("", ("hello",)))
+    assert parse_socket_request(b"SET bob\nhi\n") == ("bob", SetRequest("bob", ("hi",)))
+    assert parse_socket_request(b"CLEAR \n") == ("", SetRequest("", None))
+    for bad in (b"", b"SET", b"DROP bob\n", b"SET ../etc\nx", b"SET -rf\nx"):
+        with pytest.raises(SetterError):
+            parse_socket_request(bad)
+
+
+def test_tcp_requests():
+    assert parse_tcp_request(b"alice\r\nback soon\r\n") == SetRequest("alice", ("back soon",))
+    assert parse_tcp_request(b"alice\nlast line without end") == SetRequest("alice", ("last line without end",))
+    for bad in (b"alice", b"bad name\nx\n", b"\nx\n"):
+        with pytest.raises(SetterError):
+            parse_tcp_request(bad)
