@@ -24,6 +24,7 @@ import logging
 import resource
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from fingerd.daemon.notify import Notifier
 from fingerd.daemon.pidfile import PidFile, PidFileError
 from fingerd.finger.answer import Policy
 from fingerd.finger.server import FingerServer, FingerSettings
+from fingerd.irc_bot import IRCBot
 from fingerd.users.table import UserTable
 from fingerd.setter.tcp import TcpSetterServer
 from fingerd.setter.unix import UnixSetterServer
@@ -87,6 +89,7 @@ class Application:
         self.writer = StatusFileWriter(options.status_file)
         self.listeners: list[Listener] = [self.finger, *self._web_servers(), *self._tcp_setter()]
         self.socket_setter = self._socket_setter()
+        self.irc_bot = self._irc_bot()
         self.pidfile = PidFile(options.pidfile) if options.pidfile else None
         self.notifier = Notifier()
         self._running: list[Service] = []
@@ -105,6 +108,13 @@ class Application:
                 WebServer(options.https_address, self.table, options.page_templates, settings, options.tls_context)
             )
         return servers
+
+    def _irc_bot(self) -> IRCBot | None:
+        options = self.options
+        if options.irc_address is None:
+            return None
+        tls = ssl.create_default_context() if options.irc_tls else None
+        return IRCBot(options.irc_address, options.irc_nick, options.irc_channel, self.table, tls)
 
     def _tcp_setter(self) -> list[TcpSetterServer]:
         if not self.options.setter_port:
@@ -172,6 +182,8 @@ class Application:
                 self._start_service(listener)
             except OSError as error:
                 raise StartupError(f"cannot listen on {listener.listen_address}: {error.strerror or error}") from None
+        if self.irc_bot is not None:
+            self._start_service(self.irc_bot)
 
     def _open_log_file(self) -> None:
         path = self.options.log_file

@@ -19,11 +19,13 @@ import argparse
 import grp
 import os
 import pwd
+import re
 import ssl
 from collections.abc import Callable, Sequence
 
 import configargparse
 
+from fingerd.irc_bot import parse_server
 from fingerd.listen import resolve_listen_address
 from fingerd.web.pages import Templates, TemplateError
 
@@ -167,9 +169,10 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     web.add_argument(
         "--setter-socket", default="/run/fingerd/setter.sock", metavar="PATH", help="Unix socket for 'fingerd set'; empty: off"
     )
-    web.add_argument("--irc-server", default="", metavar="HOST[:PORT]", help="IRC bot" + PLANNED)
-    web.add_argument("--irc-nick", default="fingerbot", metavar="NAME", help="IRC nick" + PLANNED)
-    web.add_argument("--irc-channel", action="append", metavar="NAME", help="channel to join" + PLANNED)
+    web.add_argument("--irc-server", default="", metavar="HOST[:PORT]", help="IRC bot's server (port 6667); empty: off")
+    web.add_argument("--irc-nick", default="fingerbot", metavar="NAME", help="the bot's nick")
+    web.add_argument("--irc-channel", action="append", metavar="NAME", help="channel to join, repeatable")
+    web.add_argument("--irc-tls", action="store_true", help="connect to the IRC server with TLS")
 
     daemon = parser.add_argument_group("daemon")
     daemon.add_argument("--user", default="nobody", metavar="NAME", help="run as this user when started as root")
@@ -202,8 +205,33 @@ def resolve(options: argparse.Namespace) -> str:
     except ValueError as error:
         return f"argument --bind: {error}"
     return (
-        _load_tls(options) or _load_templates(options) or _check_logging(options) or _check_identity(options)
+        _check_irc(options)
+        or _load_tls(options)
+        or _load_templates(options)
+        or _check_logging(options)
+        or _check_identity(options)
     )
+
+
+IRC_NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}")
+IRC_CHANNEL = re.compile(r"[#&][^\x00-\x20,:\x7f]{1,49}")
+
+
+def _check_irc(options: argparse.Namespace) -> str:
+    options.irc_channel = options.irc_channel or []
+    options.irc_address = None
+    if not options.irc_server:
+        return ""
+    try:
+        options.irc_address = parse_server(options.irc_server)
+    except ValueError as error:
+        return f"argument --irc-server: {error}"
+    if not IRC_NICK.fullmatch(options.irc_nick):
+        return f"argument --irc-nick: not a valid IRC nick: {options.irc_nick!r}"
+    for channel in options.irc_channel:
+        if not IRC_CHANNEL.fullmatch(channel):
+            return f"argument --irc-channel: not a valid channel name: {channel!r} (it starts with # or &)"
+    return ""
 
 
 def _load_tls(options: argparse.Namespace) -> str:

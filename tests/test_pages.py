@@ -16,7 +16,7 @@ from fingerd.web import api, pages
 from fingerd.web.pages import Markup, TemplateError, Templates, escape
 
 TEMPLATES = Templates.load()
-UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @given(st.text())
@@ -80,8 +80,8 @@ def test_json_bodies():
     snapshot = table_with({"bob": ("Out", " to lunch"), "eve": ("\x1b[2J",)}).snapshot()
     assert json.loads(api.users_json(snapshot)) == {"bob": "Out\n to lunch", "eve": "^[[2J"}
     assert json.loads(api.user_json("bob", ("a", "b"))) == {"name": "bob", "status": "a\nb"}
-    assert api.find(snapshot, "../bob") is None
-    assert api.find(snapshot, "BOB") == ("bob", ("Out", " to lunch"))
+    assert snapshot.find("../bob") is None
+    assert snapshot.find("BOB") == ("bob", ("Out", " to lunch"))
 
 
 def test_xmlrpc_dispatch_keeps_xml_valid():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fingerd.protocol import MAX_QUERY_BYTES, Kind, Query, is_valid_name
+from fingerd.protocol import MAX_QUERY_BYTES, Kind, Query
 from fingerd.users.table import Snapshot
 
 NO_SUCH_USER = "No such user"
@@ -63,7 +63,7 @@ def user_list(snapshot: Snapshot, policy: Policy) -> Answer:
 
 def user_status(query: Query, snapshot: Snapshot) -> Answer:
     """The status of one user; verbose adds the login line and heading."""
-    found = snapshot.lookup(query.name) if is_valid_name(query.name) else None
+    found = snapshot.find(query.name)
     if found is None:
         return Answer((NO_SUCH_USER,), "no-such-user")
     name, status = found

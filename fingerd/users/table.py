@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from fingerd.protocol import is_valid_name
 from fingerd.users.statusfile import Status
 
 
@@ -54,6 +55,12 @@ class Snapshot:
         if real is None:
             return None
         return real, self.users[real]
+
+    def find(self, name: str) -> tuple[str, Status] | None:
+        """Look up a name from outside (a query, a URL, IRC); invalid names find nobody."""
+        if not is_valid_name(name):
+            return None
+        return self.lookup(name)
 
     def listing(self) -> list[tuple[str, str]]:
         """Every user with the first line of their status, sorted by name."""

@@ -15,7 +15,6 @@ import json
 from xmlrpc.server import SimpleXMLRPCDispatcher
 
 from fingerd.finger.answer import NO_SUCH_USER
-from fingerd.protocol import is_valid_name
 from fingerd.render import visible
 from fingerd.users.statusfile import Status
 from fingerd.users.table import Snapshot, UserTable
@@ -24,13 +23,6 @@ from fingerd.users.table import Snapshot, UserTable
 def status_text(status: Status) -> str:
     """A status as one display string."""
     return "\n".join(visible(line) for line in status)
-
-
-def find(snapshot: Snapshot, name: str) -> tuple[str, Status] | None:
-    """Look a name from a URL or an RPC call up; invalid names find nobody."""
-    if not is_valid_name(name):
-        return None
-    return snapshot.lookup(name)
 
 
 def _json(value: object) -> bytes:
@@ -57,7 +49,7 @@ class FingerRPC:
         self.table = table
 
     def getUser(self, name: str) -> str:  # noqa: N802 - the tutorial's name
-        found = find(self.table.snapshot(), name) if isinstance(name, str) else None
+        found = self.table.snapshot().find(name) if isinstance(name, str) else None
         return status_text(found[1]) if found else NO_SUCH_USER
 
     def getUsers(self) -> list[str]:  # noqa: N802 - the tutorial's name

@@ -168,14 +168,14 @@ class WebHandler(BaseHTTPRequestHandler):
         if path == "/api/users":
             return Response(HTTPStatus.OK, JSON, api.users_json(snapshot), etag)
         if path.startswith("/api/users/"):
-            found = api.find(snapshot, path[len("/api/users/") :])
+            found = snapshot.find(path[len("/api/users/") :])
             if found is None:
                 return Response(HTTPStatus.NOT_FOUND, JSON, api.not_found_json(), etag)
             return Response(HTTPStatus.OK, JSON, api.user_json(*found), etag)
         if path.startswith("/static/") and path[len("/static/") :] in STATIC_TYPES:
             name = path[len("/static/") :]
             return Response(HTTPStatus.OK, STATIC_TYPES[name], templates.static(name))
-        found = api.find(snapshot, path[1:].removeprefix("~"))
+        found = snapshot.find(path[1:].removeprefix("~"))
         if found is None:
             return Response(HTTPStatus.NOT_FOUND, HTML, pages.not_found_page(templates, host))
         return Response(HTTPStatus.OK, HTML, pages.user_page(templates, host, *found))
