@@ -27,6 +27,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -53,7 +54,7 @@ class Service(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, deadline: float) -> None: ...
 
     def alive(self) -> bool: ...
 
@@ -74,6 +75,7 @@ class Application:
 
     tick = 0.5
     spare_descriptors = 64
+    stop_budget = 3.5
 
     def __init__(self, options: argparse.Namespace, logs: Logs) -> None:
         self.options = options
@@ -208,10 +210,12 @@ class Application:
         self._running.append(service)
 
     def _stop_services(self) -> None:
+        """Stop in reverse order; all of them share one deadline (SPEC: exit within 5 s)."""
+        deadline = time.monotonic() + self.stop_budget
         while self._running:
             service = self._running.pop()
             try:
-                service.stop()
+                service.stop(deadline)
             except Exception:
                 log.exception("error stopping %s", type(service).__name__)
         if self.pidfile is not None:

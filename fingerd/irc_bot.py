@@ -159,9 +159,10 @@ class IRCBot:
             self.reactor.add_global_handler(event, handler)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, deadline: float = 0.0) -> None:
+        """Say QUIT and end the bot's thread (it notices within `tick`)."""
         self._stopping.set()
-        self._thread.join()
+        self._thread.join(max(1.0, deadline - time.monotonic()))
 
     def alive(self) -> bool:
         return self._thread.is_alive()

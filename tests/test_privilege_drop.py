@@ -123,7 +123,7 @@ def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir)
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(str(shared_dir / "setter.sock"))
-        sock.sendall(b"SET \nset through the socket\n")
+        sock.sendall(b"SET 22\nset through the socket\n")
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(4096) == b"OK set status of root\n"
     wait_for_reply(daemon, b"root\r\n", b"set through the socket\r\n")
@@ -158,7 +158,7 @@ def test_a_status_file_the_daemon_cannot_replace_is_a_clear_setter_error(dropped
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(str(socket_path))
-        sock.sendall(b"SET alice\nnew status\n")
+        sock.sendall(b"SET 10 alice\nnew status")
         sock.shutdown(socket.SHUT_WR)
         reply = sock.recv(4096)
     assert reply.startswith(b"ERROR cannot update the status file: Permission denied")

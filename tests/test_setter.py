@@ -85,7 +85,8 @@ def test_fifty_concurrent_setters_all_land(setter):
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(20)
             sock.connect(setter.setter_socket)
-            sock.sendall(f"SET user{number}\nstatus number {number}\n".encode())
+            status = f"status number {number}".encode()
+            sock.sendall(f"SET {len(status)} user{number}\n".encode() + status)
             sock.shutdown(socket.SHUT_WR)
             replies[number] = read_all(sock)
 
@@ -176,6 +177,7 @@ def test_unavailable_socket_is_a_warning_not_a_failure(start_daemon, shared_dir)
 def tcp_set(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
         return read_all(sock)
 
 
@@ -228,3 +230,58 @@ def test_an_ordinary_user_sets_only_their_own_status(setter, readable_copy):
     assert b"only root may set another user's status" in result.stderr
     assert setter.query(b"alice\r\n") == b"hi\r\n"
     assert "nobody (uid 65534) tried to set the status of alice" in setter.log()
+
+
+def test_a_request_cut_short_is_not_stored(setter, start_daemon, ports):
+    before = setter.status_file.read_bytes()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(setter.setter_socket)
+        sock.sendall(b"SET 100 alice\nonly part of the stat")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_all(sock).startswith(b"ERROR incomplete request")
+    assert setter.status_file.read_bytes() == before
+
+
+def test_tcp_request_without_its_status_line_is_not_stored(start_daemon, ports):
+    setter_port = ports.take()
+    daemon = start_daemon(STATUS, setter_port=setter_port)
+    before = daemon.status_file.read_bytes()
+    assert tcp_set(setter_port, b"bob\n").startswith(b"ERROR expected a name line and a status line")
+    assert tcp_set(setter_port, b"bob\n\n").startswith(b"ERROR empty status")
+    assert daemon.status_file.read_bytes() == before
+
+
+def test_sigterm_mid_request_stores_nothing_and_exits_promptly(setter):
+    before = setter.status_file.read_bytes()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(10)
+    sock.connect(setter.setter_socket)
+    sock.sendall(b"SET 100 alice\nI am writing a long stat")
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert setter.stop() == 0
+    assert time.monotonic() - started < 5
+    sock.close()
+    assert setter.status_file.read_bytes() == before
+
+
+def test_a_status_too_big_for_the_client_is_refused_before_sending(setter):
+    result = set_status(setter, stdin=b"x" * (10 << 20))
+    assert result.returncode == 1
+    assert b"status too long" in result.stderr
+
+
+def test_an_empty_status_is_refused(setter):
+    result = set_status(setter, "   ")
+    assert result.returncode == 1
+    assert b"--clear" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving the file another owner needs root")
+def test_the_status_file_keeps_its_owner_and_mode(setter):
+    os.chown(setter.status_file, 1234, 5678)
+    os.chmod(setter.status_file, 0o664)
+    assert set_status(setter, "--for", "alice", "owned").returncode == 0
+    info = setter.status_file.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (1234, 5678, 0o664)

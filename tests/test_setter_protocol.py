@@ -13,6 +13,7 @@ from fingerd.setter.protocol import (
     parse_socket_request,
     parse_status,
     parse_tcp_request,
+    socket_request_complete,
 )
 from fingerd.users.statusfile import format_entry, parse_status_file, replace_entry
 
@@ -73,6 +74,8 @@ def test_clearing_a_missing_user_changes_nothing():
 def test_status_rules():
     assert parse_status(b"\n\nhello\r\n  world\n\n") == ("hello", "  world")
     assert parse_status(b"tab\tis fine") == ("tab\tis fine",)
+    with pytest.raises(SetterError, match="--clear"):
+        parse_status(b"  \n\n")
     for bad in (b"esc \x1b[2J", b"bell\x07", b"nel \xc2\x85", b"rtl \xe2\x80\xae", b"cr\ronly"):
         with pytest.raises(SetterError, match="control character"):
             parse_status(bad)
@@ -85,17 +88,32 @@ def test_status_rules():
 
 
 def test_socket_requests():
-    assert parse_socket_request(b"SET \nhello") == ("", SetRequest("", ("hello",)))
-    assert parse_socket_request(b"SET bob\nhi\n") == ("bob", SetRequest("bob", ("hi",)))
-    assert parse_socket_request(b"CLEAR \n") == ("", SetRequest("", None))
-    for bad in (b"", b"SET", b"DROP bob\n", b"SET ../etc\nx", b"SET -rf\nx"):
+    assert parse_socket_request(b"SET 5\nhello") == SetRequest("", ("hello",))
+    assert parse_socket_request(b"SET 3 bob\nhi\nignored") == SetRequest("bob", ("hi",))
+    assert parse_socket_request(b"CLEAR\n") == SetRequest("", None)
+    assert parse_socket_request(b"CLEAR bob\n") == SetRequest("bob", None)
+    for bad in (b"", b"SET", b"SET 5\nhel", b"SET x\nhi", b"DROP bob\n", b"SET 1 ../etc\nx", b"SET 1 -rf\nx",
+                b"SET 0\n", b"CLEAR a b\n"):
         with pytest.raises(SetterError):
             parse_socket_request(bad)
 
 
+def test_a_request_is_complete_only_with_its_whole_status():
+    assert not socket_request_complete(b"SET 5")
+    assert not socket_request_complete(b"SET 5\nhel")
+    assert socket_request_complete(b"SET 5\nhello")
+    assert socket_request_complete(b"CLEAR\n")
+    assert socket_request_complete(b"GARBAGE\n")
+
+
+def test_the_bom_does_not_hide_the_first_entry():
+    data = b"\xef\xbb\xbfalice: hi\nbob: b\n"
+    assert parse_status_file(replace_entry(data, "alice", None)).users == {"bob": ("b",)}
+    assert replace_entry(data, "alice", ("new",)) == b"alice: new\nbob: b\n"
+
+
 def test_tcp_requests():
     assert parse_tcp_request(b"alice\r\nback soon\r\n") == SetRequest("alice", ("back soon",))
-    assert parse_tcp_request(b"alice\nlast line without end") == SetRequest("alice", ("last line without end",))
-    for bad in (b"alice", b"bad name\nx\n", b"\nx\n"):
+    for bad in (b"alice", b"alice\nno line end", b"bad name\nx\n", b"\nx\n", b"alice\n\n"):
         with pytest.raises(SetterError):
             parse_tcp_request(bad)

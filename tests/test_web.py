@@ -362,3 +362,49 @@ def test_https_without_a_key_exits_2(tmp_path):
     result = run_fingerd("--status-file", str(tmp_path / "status"), "--https-port", "8443")
     assert result.returncode == 2
     assert "--https-port" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1" * 5000, "-1", "0x10", ""])
+def test_bad_content_length_is_411(web, length):
+    with socket.create_connection(("127.0.0.1", web.web_port), timeout=10) as sock:
+        sock.sendall(f"POST /RPC2 HTTP/1.0\r\nContent-Length: {length}\r\n\r\n".encode())
+        assert read_all(sock).startswith(b"HTTP/1.0 411")
+    assert "Traceback" not in web.log()
+
+
+def test_a_trickling_client_is_cut_off(start_daemon, ports):
+    port = ports.take()
+    daemon = start_daemon(STATUS, web_port=port, timeout=1)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.settimeout(0.5)
+        started = time.monotonic()
+        for byte in b"GET / HTTP/1.0\r\nX-Slow: " + b"a" * 100:
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(4096) == b"":
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        elapsed = time.monotonic() - started
+    assert elapsed < 4, "the connection outlived twice the timeout"
+    assert daemon.query(b"alice\r\n") == b"Writing the finger daemon\r\n"
+
+
+def test_sigterm_with_idle_web_and_https_clients(start_daemon, ports, certificate):
+    cert, key = certificate
+    web_port, https_port = ports.take(), ports.take()
+    daemon = start_daemon(STATUS, web_port=web_port, https_port=https_port, tls_cert=str(cert), tls_key=str(key))
+    held = [socket.create_connection(("127.0.0.1", port)) for port in (web_port, web_port, https_port, https_port)]
+    context = ssl.create_default_context(cafile=str(cert))
+    handshaken = context.wrap_socket(socket.create_connection(("127.0.0.1", https_port)), server_hostname="127.0.0.1")
+    handshaken.sendall(b"GET / HTTP/1.0\r\n")
+    time.sleep(0.3)
+    started = time.monotonic()
+    try:
+        assert daemon.stop() == 0
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in [*held, handshaken]:
+            sock.close()

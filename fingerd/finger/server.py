@@ -81,7 +81,6 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
     request_queue_size = 1024
     poll_interval = 0.2
     linger_seconds = 2.0
-    stop_grace = 3.0
     cache_entries = 4096
     accept_error_pause = 0.05
     accept_batch = 64
@@ -119,13 +118,13 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
         """False if a thread of this service has died: the daemon should exit."""
         return self._thread.is_alive() and self.waiting_room.alive()
 
-    def stop(self) -> None:
-        """Stop accepting, finish in-flight replies, join both threads."""
+    def stop(self, deadline: float) -> None:
+        """Stop accepting, finish in-flight replies until ``deadline``, join both threads."""
         if self._thread.is_alive():
             self.shutdown()
             self._thread.join()
         self.server_close()
-        self.waiting_room.stop(self.stop_grace)
+        self.waiting_room.stop(max(0.0, deadline - time.monotonic()))
 
     def _serve(self) -> None:
         self.serve_forever(self.poll_interval)

@@ -69,9 +69,9 @@ class WaitingRoom:
         """Let parked connections finish for up to ``grace`` seconds, then expire them."""
         self._stop_at = time.monotonic() + grace
         self._wake()
-        self._thread.join(grace + 2)
+        self._thread.join(grace + 1)
         if self._thread.is_alive():
-            log.error("waiting room did not stop within %.1f s", grace + 2)
+            log.error("waiting room did not stop within %.1f s", grace + 1)
             return
         self._selector.close()
         self._wake_reader.close()

@@ -1,15 +1,16 @@
-"""What the Unix-socket and TCP setters share: lifecycle, reading, applying.
+"""What the Unix-socket and TCP setters share: reading a request, applying it.
 
 A setter connection is short and rare, so each gets its own thread
-(`BoundedThreadsMixIn`); reading stops at the size cap, at the client's
-half-close, or at `--timeout`.  Every request ends in one reply line.
+(`BoundedThreadsMixIn`: bounded, reaped after `--timeout`, joined on stop).
+Reading stops when the request is complete, at the size cap, at the
+client's end of input, or after `io_timeout`; only a complete request is
+applied, and none once the daemon has begun to stop.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections.abc import Callable
 
 from fingerd.setter.protocol import MAX_REQUEST_BYTES, SetRequest
@@ -20,55 +21,27 @@ log = logging.getLogger("fingerd.setter")
 
 
 class SetterMixIn(BoundedThreadsMixIn):
-    """Lifecycle and the write path of a setter server."""
+    """The write path of a setter server."""
 
     max_connections = 64
     request_queue_size = 128
-    poll_interval = 0.2
-    timeout = 10.0
+    busy_reply = b"ERROR busy, try again\n"
     writer: StatusFileWriter
+    io_timeout: float
 
     def init_setter(self, writer: StatusFileWriter, timeout: float) -> None:
         self.writer = writer
-        self.timeout = timeout
-        self.init_threads()
-        self._thread = threading.Thread(
-            target=self.serve_forever, args=(self.poll_interval,), name=f"{self.name}-acceptor", daemon=True
-        )
+        self.io_timeout = timeout
+        self._stopping = False
+        self.init_threads(lifetime=timeout)
 
-    def bind(self) -> None:
-        try:
-            self.server_bind()  # type: ignore[attr-defined]
-        except OSError:
-            self.server_close()  # type: ignore[attr-defined]
-            raise
-
-    def start(self) -> None:
-        self.server_activate()  # type: ignore[attr-defined]
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self.shutdown()  # type: ignore[attr-defined]
-            self._thread.join()
-        self.server_close()  # type: ignore[attr-defined]
-        self.join_threads()
-
-    def turn_away(self, request: socket.socket, client_address: object) -> None:
-        """Past the limit: say so in one line, without waiting."""
-        request.setblocking(False)
-        try:
-            request.send(b"ERROR busy, try again\n")
-        except OSError:
-            pass
-        self.shutdown_request(request)  # type: ignore[attr-defined]
+    def stop(self, deadline: float) -> None:
+        self._stopping = True
+        super().stop(deadline)
 
     def read_request(self, sock: socket.socket, complete: Callable[[bytes], bool]) -> bytes:
-        """Read until EOF, until ``complete(data)``, or past the size cap."""
-        sock.settimeout(self.timeout)
+        """Read until ``complete(data)``, the size cap, or the client's end of input."""
+        sock.settimeout(self.io_timeout)
         data = b""
         while len(data) <= MAX_REQUEST_BYTES and not complete(data):
             chunk = sock.recv(4096)
@@ -79,6 +52,8 @@ class SetterMixIn(BoundedThreadsMixIn):
 
     def apply(self, request: SetRequest, who: str) -> str:
         """Write the request through to the status file; the reply line."""
+        if self._stopping:
+            return "ERROR the finger daemon is stopping; nothing was changed"
         try:
             changed = self.writer.write(request.name, request.status)
         except OSError as error:

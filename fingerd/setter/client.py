@@ -12,6 +12,9 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TextIO
+
+from fingerd.setter.protocol import MAX_STATUS_BYTES
 
 DEFAULT_SOCKET = "/run/fingerd/setter.sock"
 TIMEOUT = 15.0
@@ -19,6 +22,7 @@ REFUSED, USAGE, UNREACHABLE = 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options of ``fingerd set``."""
     parser = argparse.ArgumentParser(
         prog="fingerd set",
         description="Set your finger status. Without MESSAGE, the status is read from standard input.",
@@ -36,19 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_request(options: argparse.Namespace, stdin) -> bytes:
+class UsageError(Exception):
+    """Something the user must change before asking again."""
+
+
+def build_request(options: argparse.Namespace, stdin: TextIO) -> bytes:
+    """The request bytes (see fingerd.setter.protocol)."""
     if options.clear:
-        return f"CLEAR {options.name}\n".encode()
+        return f"CLEAR {options.name}".strip().encode() + b"\n"
     if options.message:
         status = " ".join(options.message).encode("utf-8", "surrogateescape")
     else:
         if stdin.isatty():
             print("Type your status; end with Ctrl-D.", file=sys.stderr)
-        status = stdin.buffer.read()
-    return f"SET {options.name}\n".encode() + status
+        status = stdin.buffer.read(MAX_STATUS_BYTES + 1)
+    if len(status) > MAX_STATUS_BYTES:
+        raise UsageError(f"status too long: at most {MAX_STATUS_BYTES} bytes")
+    return f"SET {len(status)} {options.name}".strip().encode() + b"\n" + status
 
 
 def send(path: str, request: bytes) -> str:
+    """Send one request over the socket; the daemon's one-line reply."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(TIMEOUT)
         sock.connect(path)
@@ -65,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.clear and options.message:
         parser.error("--clear takes no message")
-    request = build_request(options, sys.stdin)
+    try:
+        request = build_request(options, sys.stdin)
+    except UsageError as error:
+        print(f"fingerd set: {error}", file=sys.stderr)
+        return REFUSED
     try:
         reply = send(options.socket, request)
     except (FileNotFoundError, ConnectionRefusedError):

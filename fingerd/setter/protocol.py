@@ -54,6 +54,8 @@ def parse_status(data: bytes) -> tuple[str, ...]:
         lines.pop()
     while lines and not lines[0].strip():
         lines.pop(0)
+    if not lines:
+        raise SetterError("empty status; use --clear to remove your entry")
     if len(lines) > MAX_STATUS_LINES:
         raise SetterError(f"status too long: at most {MAX_STATUS_LINES} lines")
     for number, line in enumerate(lines, start=1):
@@ -63,25 +65,57 @@ def parse_status(data: bytes) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def parse_socket_request(data: bytes) -> tuple[str, SetRequest]:
-    """Read a Unix-socket request: (the name asked for, or '' for oneself; the request)."""
+def _head(data: bytes) -> tuple[list[str], bytes] | None:
     head, newline, body = data.partition(b"\n")
-    verb, _, name_bytes = head.rstrip(b"\r").partition(b" ")
-    name = name_bytes.decode("utf-8", "replace").strip()
+    if not newline:
+        return None
+    return head.rstrip(b"\r").decode("utf-8", "replace").split(), body
+
+
+def socket_request_complete(data: bytes) -> bool:
+    """True once ``data`` holds a whole socket request (the server stops reading)."""
+    parsed = _head(data)
+    if parsed is None:
+        return False
+    words, body = parsed
+    if words[:1] == ["SET"] and len(words) >= 2 and words[1].isdigit():
+        return len(body) >= int(words[1])
+    return True
+
+
+def parse_socket_request(data: bytes) -> SetRequest:
+    """Read a whole Unix-socket request; the name is '' for the connecting user."""
+    parsed = _head(data)
+    if parsed is None:
+        raise SetterError("incomplete request")
+    words, body = parsed
+    verb, arguments = (words[0], words[1:]) if words else ("", [])
+    if verb == "SET" and arguments and arguments[0].isdigit() and len(arguments) <= 2:
+        length = int(arguments[0])
+        if len(body) < length:
+            raise SetterError("incomplete request: the status was cut short")
+        return SetRequest(_name(arguments[1:]), parse_status(body[:length]))
+    if verb == "CLEAR" and len(arguments) <= 1:
+        return SetRequest(_name(arguments), None)
+    raise SetterError("expected 'SET <length> [<name>]' or 'CLEAR [<name>]' on the first line")
+
+
+def _name(arguments: list[str]) -> str:
+    name = arguments[0] if arguments else ""
     if name and not is_valid_name(name):
         raise SetterError(f"not a valid user name: {name[:40]!r}")
-    if verb == b"SET" and newline:
-        return name, SetRequest(name, parse_status(body))
-    if verb == b"CLEAR":
-        return name, SetRequest(name, None)
-    raise SetterError("expected 'SET <name>' or 'CLEAR <name>' on the first line")
+    return name
+
+
+def tcp_request_complete(data: bytes) -> bool:
+    return data.count(b"\n") >= 2
 
 
 def parse_tcp_request(data: bytes) -> SetRequest:
-    """Read the tutorial's request: the name on line 1, the status on line 2."""
+    """Read the tutorial's request: a name line and a status line, both ended."""
     lines = data.split(b"\n")
-    if len(lines) < 2:
-        raise SetterError("expected a name line and a status line")
+    if len(lines) < 3:
+        raise SetterError("expected a name line and a status line, each ended by a newline")
     name = lines[0].rstrip(b"\r").decode("utf-8", "replace").strip()
     if not is_valid_name(name):
         raise SetterError(f"not a valid user name: {name[:40]!r}")

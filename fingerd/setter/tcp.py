@@ -13,14 +13,10 @@ import socketserver
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
 from fingerd.setter.base import SetterMixIn
-from fingerd.setter.protocol import SetterError, parse_tcp_request
+from fingerd.setter.protocol import SetterError, parse_tcp_request, tcp_request_complete
 from fingerd.users.writer import StatusFileWriter
 
 LOOPBACK = "127.0.0.1"
-
-
-def _two_lines(data: bytes) -> bool:
-    return data.count(b"\n") >= 2
 
 
 class TcpSetterServer(SetterMixIn, ListenerMixin, socketserver.TCPServer):
@@ -37,7 +33,7 @@ class TcpSetterServer(SetterMixIn, ListenerMixin, socketserver.TCPServer):
 
     def finish_request(self, request: socket.socket, client_address: object) -> None:
         try:
-            reply = self.apply(parse_tcp_request(self.read_request(request, _two_lines)), peer_text(client_address))
+            reply = self.apply(parse_tcp_request(self.read_request(request, tcp_request_complete)), peer_text(client_address))
             if reply.startswith("OK"):
                 reply = "OK"
         except SetterError as error:

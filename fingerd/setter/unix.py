@@ -21,7 +21,7 @@ import struct
 
 from fingerd.protocol import is_valid_name
 from fingerd.setter.base import SetterMixIn
-from fingerd.setter.protocol import SetRequest, SetterError, parse_socket_request
+from fingerd.setter.protocol import SetRequest, SetterError, parse_socket_request, socket_request_complete
 from fingerd.users.writer import StatusFileWriter
 
 log = logging.getLogger("fingerd.setter")
@@ -44,8 +44,14 @@ class UnixSetterServer(SetterMixIn, socketserver.UnixStreamServer):
     def server_bind(self) -> None:
         self._prepare_directory()
         self._remove_stale_socket()
-        super().server_bind()
-        os.chmod(self.path, self.socket_mode)
+        # The mode comes from the umask at bind time; a chmod afterwards, by
+        # path, could be redirected through a symlink planted in between.
+        # Start-up is single-threaded here, so the process-wide umask is safe.
+        previous = os.umask(0o777 & ~self.socket_mode)
+        try:
+            super().server_bind()
+        finally:
+            os.umask(previous)
         self._inode = os.lstat(self.path).st_ino
 
     def _prepare_directory(self) -> None:
@@ -67,9 +73,11 @@ class UnixSetterServer(SetterMixIn, socketserver.UnixStreamServer):
             probe.settimeout(1)
             try:
                 probe.connect(self.path)
-            except OSError:
+            except ConnectionRefusedError:
                 os.unlink(self.path)
                 return
+            except OSError as error:
+                raise OSError(errno.EADDRINUSE, f"in use, or not ours to replace ({error.strerror})") from None
         raise OSError(errno.EADDRINUSE, "another daemon is listening on it")
 
     def server_close(self) -> None:
@@ -86,8 +94,8 @@ class UnixSetterServer(SetterMixIn, socketserver.UnixStreamServer):
         uid = peer_uid(request)
         who = user_name(uid)
         try:
-            asked, update = parse_socket_request(self.read_request(request, lambda data: False))
-            reply = self._authorize_and_apply(uid, who, asked, update)
+            update = parse_socket_request(self.read_request(request, socket_request_complete))
+            reply = self._authorize_and_apply(uid, who, update)
         except SetterError as error:
             reply = f"ERROR {error}"
         except TimeoutError:
@@ -97,8 +105,8 @@ class UnixSetterServer(SetterMixIn, socketserver.UnixStreamServer):
         except OSError:
             pass
 
-    def _authorize_and_apply(self, uid: int, who: str, asked: str, update: SetRequest) -> str:
-        name = asked or who
+    def _authorize_and_apply(self, uid: int, who: str, update: SetRequest) -> str:
+        name = update.name or who
         if not is_valid_name(name):
             raise SetterError(f"your account name {name!r} cannot be fingered")
         if name != who and uid != 0:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from fingerd.protocol import is_valid_name
 
+BOM = "\ufeff".encode("utf-8")
+
 Status = tuple[str, ...]
 """A status: its lines, first line first, never empty lines at either end."""
 
@@ -128,8 +130,10 @@ def replace_entry(data: bytes, name: str, status: Sequence[str] | None) -> bytes
     kept: list[bytes] = []
     placed = False
     owned = False
-    for line in lines:
+    for number, line in enumerate(lines):
         text = line.rstrip(b"\r")
+        if number == 0:
+            text = text.removeprefix(BOM)
         if owned and text[:1] in (b" ", b"\t"):
             continue
         if _entry_name(text) == name:

@@ -104,7 +104,7 @@ class StatusFileWatcher:
         self._start_observer()
         self._reloader.start()
 
-    def stop(self) -> None:
+    def stop(self, deadline: float = 0.0) -> None:
         """Stop watching and join every thread this watcher started."""
         with self._wake:
             self._stopping = True

@@ -46,11 +46,11 @@ class StatusFileWriter:
         try:
             self._lock(lock)
             target = os.path.realpath(self.path)
-            old, mode = self._read(target)
+            old, info = self._read(target)
             new = replace_entry(old, name, status)
             if new == old:
                 return False
-            self._replace(target, new, mode)
+            self._replace(target, new, info)
             return True
         finally:
             os.close(lock)
@@ -67,11 +67,11 @@ class StatusFileWriter:
                     raise OSError(errno.EWOULDBLOCK, "the status file stays locked by another writer") from None
                 time.sleep(0.01)
 
-    def _read(self, target: str) -> tuple[bytes, int]:
+    def _read(self, target: str) -> tuple[bytes, os.stat_result | None]:
         try:
             fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            return b"", 0o644
+            return b"", None
         with os.fdopen(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
@@ -79,17 +79,17 @@ class StatusFileWriter:
             data = handle.read(self.max_file_bytes + 1)
         if len(data) > self.max_file_bytes:
             raise OSError(errno.EFBIG, "the status file is too large")
-        return data, stat.S_IMODE(info.st_mode)
+        return data, info
 
     @staticmethod
-    def _replace(target: str, data: bytes, mode: int) -> None:
+    def _replace(target: str, data: bytes, old: os.stat_result | None) -> None:
         directory = os.path.dirname(target)
         fd, temporary = tempfile.mkstemp(prefix=".status.", dir=directory)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fchmod(handle.fileno(), mode)
+                _keep_owner_and_mode(handle.fileno(), old)
                 os.fsync(handle.fileno())
             os.replace(temporary, target)
         except BaseException:
@@ -103,3 +103,15 @@ class StatusFileWriter:
             os.fsync(directory_fd)
         finally:
             os.close(directory_fd)
+
+
+def _keep_owner_and_mode(fd: int, old: os.stat_result | None) -> None:
+    """Give the new file the old one's mode, and its owner where we may."""
+    if old is None:
+        os.fchmod(fd, 0o644)
+        return
+    try:
+        os.fchown(fd, old.st_uid, old.st_gid)
+    except PermissionError:
+        pass
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))

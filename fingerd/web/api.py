@@ -62,5 +62,4 @@ def make_dispatcher(table: UserTable) -> SimpleXMLRPCDispatcher:
     rpc = FingerRPC(table)
     dispatcher.register_function(rpc.getUser, "getUser")
     dispatcher.register_function(rpc.getUsers, "getUsers")
-    dispatcher.register_introspection_functions()
     return dispatcher

@@ -20,6 +20,7 @@ costs a 304 while nothing changes.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -162,7 +163,7 @@ class WebHandler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path, errors="replace")
         snapshot = self.server.table.snapshot()
         templates, host = self.server.templates, self.server.settings.host
-        etag = f'"{snapshot.generation}"'
+        etag = f'"{self.server.etag_prefix}-{snapshot.generation}"'
         if path == "/":
             return Response(HTTPStatus.OK, HTML, pages.index_page(templates, host, snapshot.listing()))
         if path == "/api/users":
@@ -182,8 +183,8 @@ class WebHandler(BaseHTTPRequestHandler):
 
     def read_body(self) -> bytes | None:
         """The request body, or None after answering 411 or 413."""
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
+        length_text = (self.headers.get("Content-Length") or "").strip()
+        if not re.fullmatch(r"[0-9]{1,12}", length_text, re.ASCII):
             self.send_error(HTTPStatus.LENGTH_REQUIRED)
             return None
         length = int(length_text)

@@ -10,23 +10,24 @@
 
 A request is small and answered from memory, so a thread per connection is
 the plain design: the threads are bounded by `max_connections`, every read
-and write by `--timeout`, and requests are HTTP/1.0 (one per connection), so
-a thread never waits on an idle keep-alive.  The TLS handshake happens in
+and write by `--timeout`, a whole connection by twice that, and requests are
+HTTP/1.0 (one per connection), so a thread never waits on an idle
+keep-alive.  The TLS handshake happens in
 the connection's own thread, never in the accepting one, so a client that
 stalls mid-handshake holds only its own slot.
 
-On stop the server stops accepting, gives running requests `stop_grace`
-seconds, then shuts their sockets so every thread ends, and joins them all
-(`BoundedThreadsMixIn`).
+On stop the server stops accepting, lets running requests finish until the
+stop deadline, then shuts their sockets so every thread ends, and joins them
+all (`BoundedThreadsMixIn`).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import socketserver
 import ssl
-import threading
 from dataclasses import dataclass
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
@@ -58,7 +59,7 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 128
     max_connections = 64
-    poll_interval = 0.2
+    busy_reply = BUSY_RESPONSE
 
     def __init__(
         self,
@@ -75,38 +76,12 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self.settings = settings
         self.tls = tls
         self.rpc = make_dispatcher(table)
+        self.etag_prefix = secrets.token_hex(4)
         self.name = "https" if tls else "web"
-        self.init_threads()
-        self._thread = threading.Thread(target=self.serve_forever, args=(self.poll_interval,), daemon=True)
-        self._thread.name = f"{self.name}-acceptor"
+        if tls is not None:
+            self.busy_reply = None
+        self.init_threads(lifetime=2 * settings.timeout)
         super().__init__((address.host, address.port), WebHandler, bind_and_activate=False)
-
-    # -- lifecycle -----------------------------------------------------
-
-    def bind(self) -> None:
-        """Bind the port now (before privileges are dropped); listen later."""
-        try:
-            self.server_bind()
-        except OSError:
-            self.server_close()
-            raise
-
-    def start(self) -> None:
-        self.server_activate()
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Stop accepting, let requests finish, then end and join every thread."""
-        if self._thread.is_alive():
-            self.shutdown()
-            self._thread.join()
-        self.server_close()
-        self.join_threads()
-
-    # -- one connection, in its own thread -----------------------------
 
     def handle_connection(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         connection: socket.socket = request
@@ -114,21 +89,12 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             request.settimeout(self.settings.timeout)
             if self.tls is not None:
                 connection = self.tls.wrap_socket(request, server_side=True)
+                self.track(connection)
             self.finish_request(connection, client_address)
         except (OSError, ssl.SSLError) as error:
             log.debug("%s: %s", peer_text(client_address), error)
         finally:
             self.shutdown_request(connection)
-
-    def turn_away(self, request: socket.socket, client_address: object) -> None:
-        log.info("%s - busy", peer_text(client_address))
-        if self.tls is None:
-            request.setblocking(False)
-            try:
-                request.send(BUSY_RESPONSE)
-            except OSError:
-                pass
-        self.shutdown_request(request)
 
     def handle_error(self, request: object, client_address: tuple) -> None:
         log.exception("error with a connection from %s", peer_text(client_address))
