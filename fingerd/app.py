@@ -75,7 +75,7 @@ class Application:
 
     tick = 0.5
     spare_descriptors = 64
-    stop_budget = 3.5
+    stop_budget = 2.5
 
     def __init__(self, options: argparse.Namespace, logs: Logs) -> None:
         self.options = options

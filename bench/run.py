@@ -1,0 +1,290 @@
+"""Benchmarks: fingerd beside the Twisted tutorial server and a plain Python loop.
+
+Every server answers from the same status file on a loopback port; a small C
+epoll client (`loadgen.c`, built here with the system compiler) drives one
+query per connection at each concurrency level.  Rounds alternate the order
+of the servers, and the median round is reported, so a noisy machine hurts
+every server alike.  Then fingerd alone: 300 idle clients held open during a
+run, a 100,000-user reload, and the delay from renaming a new status file
+into place to the new status being served.
+
+    python3 bench/run.py                 # full run, about five minutes
+    python3 bench/run.py --quick         # one short round, for a smoke test
+
+Prints markdown tables and writes bench/results.png.  Needs gcc, Twisted and
+matplotlib (``pip install '.[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+from fingerd.users.statusfile import parse_status_file  # noqa: E402
+from fingerd.users.table import UserTable  # noqa: E402
+
+LEVELS = (1, 10, 50, 200)
+USERS = 1000
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    port: int
+    process: subprocess.Popen | None = None
+    runs: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"alice\r\n")
+                    if sock.recv(100):
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def memory(self, field_name: str = "VmHWM") -> float:
+        """Resident memory in MiB from /proc (VmHWM: the peak so far)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def median(self, level: int, key: str) -> float:
+        return statistics.median(run[key] for run in self.runs[level])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def build_loadgen(workdir: Path) -> str:
+    binary = workdir / "loadgen"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH / "loadgen.c")], check=True)
+    return str(binary)
+
+
+def load(loadgen: str, port: int, concurrency: int, seconds: float, query: str = "alice") -> dict[str, float]:
+    output = subprocess.run(
+        [loadgen, str(port), str(concurrency), str(seconds), query], capture_output=True, text=True, check=True
+    ).stdout
+    return {key: float(value) for key, value in (pair.split("=") for pair in output.split())}
+
+
+def fingerd_command(port: int, status: Path, log_level: str) -> list[str]:
+    identity = ["--user", "root", "--group", "root"] if os.geteuid() == 0 else []
+    return [
+        sys.executable, str(ROOT / "fingerd.py"), "--bind", "127.0.0.1", "--finger-port", str(port),
+        "--status-file", str(status), "--web-port", "0", "--setter-socket", "", "--log-level", log_level,
+        "--log-file", os.devnull, *identity,
+    ]
+
+
+def throughput(servers: list[Server], loadgen: str, rounds: int, seconds: float) -> None:
+    for level in LEVELS:
+        for server in servers:
+            server.runs[level] = []
+        for round_number in range(rounds):
+            order = servers[round_number % len(servers):] + servers[: round_number % len(servers)]
+            for server in order:
+                server.runs[level].append(load(loadgen, server.port, level, seconds))
+        print(f"  concurrency {level}: done", file=sys.stderr)
+
+
+def throughput_table(servers: list[Server]) -> str:
+    fingerd, twisted = servers[0], next(server for server in servers if server.name == "twisted")
+    rows = ["| server | conc. | conn/s | p50 ms | p99 ms | max ms | errors | vs Twisted |", "|---|---|---|---|---|---|---|---|"]
+    for level in LEVELS:
+        for server in servers:
+            rate = server.median(level, "rate")
+            ratio = rate / twisted.median(level, "rate")
+            errors = int(sum(run["errors"] for run in server.runs[level]))
+            rows.append(
+                f"| {server.name} | {level} | {rate:,.0f} | {server.median(level, 'p50_ms'):.2f} | "
+                f"{server.median(level, 'p99_ms'):.2f} | {server.median(level, 'max_ms'):.1f} | {errors} | {ratio:.2f}x |"
+            )
+    del fingerd
+    return "\n".join(rows)
+
+
+def idle_scenario(server: Server, loadgen: str, seconds: float) -> dict[str, float]:
+    baseline = load(loadgen, server.port, 50, seconds)
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(300)]
+    try:
+        for sock in idle[::2]:
+            sock.sendall(b"al")
+        time.sleep(0.3)
+        loaded = load(loadgen, server.port, 50, seconds)
+        rss = server.memory("VmRSS")
+    finally:
+        for sock in idle:
+            sock.close()
+    return {"p99_no_idle": baseline["p99_ms"], "p99_idle": loaded["p99_ms"], "rate_idle": loaded["rate"], "rss": rss}
+
+
+def parse_and_swap_seconds(status: bytes) -> float:
+    table = UserTable()
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        table.replace(parse_status_file(status).users)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def query(port: int, name: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(name + b"\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def replace_file(path: Path, data: bytes) -> float:
+    temporary = path.with_name(".next")
+    temporary.write_bytes(data)
+    started = time.monotonic()
+    os.replace(temporary, path)
+    return started
+
+
+def wait_served(port: int, name: bytes, expected: bytes, started: float, limit: float = 5.0) -> float:
+    while query(port, name) != expected:
+        if time.monotonic() - started > limit:
+            raise RuntimeError(f"{name!r} never became {expected!r}")
+    return time.monotonic() - started
+
+
+def reload_scenario(server: Server, loadgen: str, status_path: Path) -> dict[str, float]:
+    big = "".join(f"user{i}: status {i}\n" for i in range(100_000)).encode()
+    swap = parse_and_swap_seconds(big)
+    during = subprocess.Popen(
+        [loadgen, str(server.port), "10", "3", "user5"], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(0.5)
+    started = replace_file(status_path, big)
+    served = wait_served(server.port, b"user99999", b"status 99999\r\n", started)
+    figures = dict(pair.split("=") for pair in during.communicate()[0].split())
+    return {"parse_swap": swap, "rename_to_served": served, "max_during": float(figures["max_ms"])}
+
+
+def edit_scenario(server: Server, status_path: Path, edits: int) -> dict[str, float]:
+    base = status_path.read_bytes()
+    delays = []
+    for number in range(edits):
+        started = replace_file(status_path, base + f"editor: edit {number}\n".encode())
+        delays.append(wait_served(server.port, b"editor", f"edit {number}\r\n".encode(), started))
+    delays.sort()
+    return {"p50": delays[len(delays) // 2] * 1e3, "p99": delays[int(len(delays) * 0.99)] * 1e3, "max": delays[-1] * 1e3}
+
+
+def chart(servers: list[Server], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, (rates, tails) = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    for server in servers:
+        rates.plot(LEVELS, [server.median(level, "rate") for level in LEVELS], marker="o", label=server.name)
+        tails.plot(LEVELS, [server.median(level, "p99_ms") for level in LEVELS], marker="o", label=server.name)
+    for axis, title, unit in ((rates, "Throughput", "connections per second"), (tails, "p99 latency", "ms")):
+        axis.set_xscale("log")
+        axis.set_xticks(LEVELS, [str(level) for level in LEVELS])
+        axis.set_xlabel("concurrent clients")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle("One finger query per connection, loopback, 2 cores (median of alternating rounds)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--edits", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="one round of one second, 20 edits")
+    parser.add_argument("--chart", default=str(BENCH / "results.png"))
+    options = parser.parse_args()
+    if options.quick:
+        options.rounds, options.seconds, options.edits = 1, 1.0, 20
+    if not shutil.which("gcc"):
+        print("bench: gcc is needed to build the load generator", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="fingerd-bench-"))
+    status = workdir / "status"
+    status.write_text("".join(f"user{i}: status {i}\n" for i in range(USERS)) + "alice: Writing the finger daemon\n")
+    loadgen = build_loadgen(workdir)
+    ports = [free_port() for _ in range(4)]
+    servers = [
+        Server("fingerd", fingerd_command(ports[0], status, "warning"), ports[0]),
+        Server("fingerd+log", fingerd_command(ports[1], workdir / "status-log", "info"), ports[1]),
+        Server("twisted", [sys.executable, str(BENCH / "peers" / "twisted_finger.py"), str(ports[2]), str(status)], ports[2]),
+        Server("plain loop", [sys.executable, str(BENCH / "peers" / "plain_loop.py"), str(ports[3]), str(status)], ports[3]),
+    ]
+    shutil.copy(status, workdir / "status-log")
+    try:
+        for server in servers:
+            server.start()
+        print("throughput:", file=sys.stderr)
+        throughput(servers, loadgen, options.rounds, options.seconds)
+        memory = {server.name: server.memory() for server in servers}
+        idle = idle_scenario(servers[0], loadgen, options.seconds)
+        edits = edit_scenario(servers[0], status, options.edits)
+        reload = reload_scenario(servers[0], loadgen, status)
+        peak = servers[0].memory()
+    finally:
+        for server in servers:
+            server.stop()
+    print(f"\n{os.cpu_count()} cores, {options.rounds} rounds of {options.seconds:g} s per level; "
+          "fingerd without and with its access log (info, to /dev/null)\n")
+    print(throughput_table(servers))
+    print("\n| server | peak RSS after the throughput runs |\n|---|---|")
+    for name, value in memory.items():
+        print(f"| {name} | {value:.1f} MiB |")
+    print("\n| fingerd scenario | result |\n|---|---|")
+    print(f"| p99 at c=50, no idle clients | {idle['p99_no_idle']:.2f} ms |")
+    print(f"| p99 at c=50, 300 idle clients held | {idle['p99_idle']:.2f} ms ({idle['rate_idle']:,.0f} conn/s) |")
+    print(f"| RSS with 300 idle clients | {idle['rss']:.1f} MiB (peak over the whole run {peak:.1f} MiB) |")
+    print(f"| 100,000-user file: parse and swap | {reload['parse_swap'] * 1e3:.0f} ms |")
+    print(f"| 100,000-user file: rename to served | {reload['rename_to_served'] * 1e3:.0f} ms |")
+    print(f"| max latency of lookups during that reload | {reload['max_during']:.1f} ms |")
+    print(f"| rename to served, {options.edits} edits | p50 {edits['p50']:.1f} ms, p99 {edits['p99']:.1f} ms, max {edits['max']:.1f} ms |")
+    chart(servers, Path(options.chart))
+    print(f"\nchart: {options.chart}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
