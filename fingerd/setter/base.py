@@ -13,7 +13,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-from fingerd.setter.protocol import MAX_REQUEST_BYTES, SetRequest
+from fingerd.setter.protocol import MAX_REQUEST_BYTES, SetRequest, SetterError
 from fingerd.threads import BoundedThreadsMixIn
 from fingerd.users.writer import StatusFileWriter
 
@@ -26,6 +26,7 @@ class SetterMixIn(BoundedThreadsMixIn):
     max_connections = 64
     request_queue_size = 128
     busy_reply = b"ERROR busy, try again\n"
+    line_end = b"\n"
     writer: StatusFileWriter
     io_timeout: float
 
@@ -38,6 +39,23 @@ class SetterMixIn(BoundedThreadsMixIn):
     def stop(self, deadline: float) -> None:
         self._stopping = True
         super().stop(deadline)
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:
+        """Answer one request with one line, whatever happens."""
+        try:
+            reply = self.answer(request, client_address)
+        except SetterError as error:
+            reply = f"ERROR {error}"
+        except TimeoutError:
+            reply = "ERROR timed out waiting for the request"
+        try:
+            request.sendall(reply.encode("utf-8") + self.line_end)
+        except OSError:
+            pass
+
+    def answer(self, request: socket.socket, client_address: object) -> str:
+        """Read, check and apply one request; the reply line (override)."""
+        raise NotImplementedError
 
     def read_request(self, sock: socket.socket, complete: Callable[[bytes], bool]) -> bytes:
         """Read until ``complete(data)``, the size cap, or the client's end of input."""

@@ -13,7 +13,7 @@ import socketserver
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
 from fingerd.setter.base import SetterMixIn
-from fingerd.setter.protocol import SetterError, parse_tcp_request, tcp_request_complete
+from fingerd.setter.protocol import parse_tcp_request, tcp_request_complete
 from fingerd.users.writer import StatusFileWriter
 
 LOOPBACK = "127.0.0.1"
@@ -24,6 +24,7 @@ class TcpSetterServer(SetterMixIn, ListenerMixin, socketserver.TCPServer):
 
     name = "tcp-setter"
     allow_reuse_address = True
+    line_end = b"\r\n"
 
     def __init__(self, port: int, writer: StatusFileWriter, timeout: float) -> None:
         self.listen_address = ListenAddress(socket.AF_INET, LOOPBACK, port)
@@ -31,16 +32,7 @@ class TcpSetterServer(SetterMixIn, ListenerMixin, socketserver.TCPServer):
         self.init_setter(writer, timeout)
         super().__init__((LOOPBACK, port), None, bind_and_activate=False)  # type: ignore[arg-type]
 
-    def finish_request(self, request: socket.socket, client_address: object) -> None:
-        try:
-            reply = self.apply(parse_tcp_request(self.read_request(request, tcp_request_complete)), peer_text(client_address))
-            if reply.startswith("OK"):
-                reply = "OK"
-        except SetterError as error:
-            reply = f"ERROR {error}"
-        except TimeoutError:
-            reply = "ERROR timed out waiting for the request"
-        try:
-            request.sendall(reply.encode("utf-8") + b"\r\n")
-        except OSError:
-            pass
+    def answer(self, request: socket.socket, client_address: object) -> str:
+        update = parse_tcp_request(self.read_request(request, tcp_request_complete))
+        reply = self.apply(update, peer_text(client_address))
+        return "OK" if reply.startswith("OK") else reply

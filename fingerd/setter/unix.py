@@ -90,20 +90,10 @@ class UnixSetterServer(SetterMixIn, socketserver.UnixStreamServer):
         except OSError:
             pass
 
-    def finish_request(self, request: socket.socket, client_address: object) -> None:
+    def answer(self, request: socket.socket, client_address: object) -> str:
         uid = peer_uid(request)
-        who = user_name(uid)
-        try:
-            update = parse_socket_request(self.read_request(request, socket_request_complete))
-            reply = self._authorize_and_apply(uid, who, update)
-        except SetterError as error:
-            reply = f"ERROR {error}"
-        except TimeoutError:
-            reply = "ERROR timed out waiting for the request"
-        try:
-            request.sendall(reply.encode("utf-8") + b"\n")
-        except OSError:
-            pass
+        update = parse_socket_request(self.read_request(request, socket_request_complete))
+        return self._authorize_and_apply(uid, user_name(uid), update)
 
     def _authorize_and_apply(self, uid: int, who: str, update: SetRequest) -> str:
         name = update.name or who
