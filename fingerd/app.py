@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from fingerd.config import Parser
+from fingerd.daemon.access_log import AccessLog
 from fingerd.daemon.identity import IdentityError, drop_privileges, target_ids
 from fingerd.daemon.logs import Logs
 from fingerd.daemon.notify import Notifier
@@ -87,7 +88,8 @@ class Application:
             max_connections=options.max_connections,
             policy=Policy(list_users=options.list_users),
         )
-        self.finger = FingerServer(options.finger_address, self.table, settings)
+        self.access = AccessLog(logs)
+        self.finger = FingerServer(options.finger_address, self.table, settings, self.access)
         self.writer = StatusFileWriter(options.status_file)
         self.listeners: list[Listener] = [self.finger, *self._web_servers(), *self._tcp_setter()]
         self.socket_setter = self._socket_setter()
@@ -173,6 +175,7 @@ class Application:
             raise StartupError(str(error), 2) from None
         self._open_log_file()
         self._start_service(self.watcher)
+        self._start_service(self.access)
         self._install_signal_handlers()
         if self.pidfile is not None:
             try:

@@ -142,6 +142,14 @@ class Daemon:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 3.0) -> str:
+        """The log once it contains ``text`` (access lines are written in batches)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text!r} not logged within {timeout}s: {log[-2000:]}"
+            time.sleep(0.05)
+        return log
+
     def signal(self, number: int) -> None:
         assert self.process is not None
         self.process.send_signal(number)

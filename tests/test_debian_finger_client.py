@@ -44,7 +44,7 @@ def test_finger_user(start_daemon, finger_client):
     daemon = start_daemon(STATUS)
     output = finger_client(daemon.port, "alice@127.0.0.1")
     assert "Writing the finger daemon" in output
-    assert '"alice" found' in daemon.log()
+    daemon.wait_for_log('"alice" found')
 
 
 def test_finger_long_sends_verbose(start_daemon, finger_client):
@@ -53,7 +53,7 @@ def test_finger_long_sends_verbose(start_daemon, finger_client):
     assert "Login: carol" in output
     assert "line one" in output
     assert "^[[2Jline two" in output
-    assert '"/W carol" found' in daemon.log()
+    daemon.wait_for_log('"/W carol" found')
 
 
 def test_finger_host_lists_users(start_daemon, finger_client):

@@ -75,6 +75,10 @@ def test_sighup_reopens_the_log_file(start_daemon):
     daemon = start_daemon("alice: hi\n", log_file="{workdir}/fingerd.log")
     log_file = daemon.workdir / "fingerd.log"
     daemon.query(b"alice\r\n")
+    deadline = time.monotonic() + 3
+    while '"alice" found' not in log_file.read_text():
+        assert time.monotonic() < deadline, "the access line is written"
+        time.sleep(0.05)
     rotated = daemon.workdir / "fingerd.log.1"
     os.rename(log_file, rotated)
     daemon.signal(signal.SIGHUP)
@@ -210,3 +214,11 @@ def test_command_line_beats_the_environment(start_daemon, ports):
 def test_booleans_from_the_environment(start_daemon):
     daemon = start_daemon("alice: hi\n", env={"FINGERD_LIST_USERS": "false"})
     assert daemon.query(b"\r\n") == b"Finger online user list denied\r\n"
+
+
+def test_access_lines_are_written_before_exit(start_daemon):
+    daemon = start_daemon("alice: hi\n")
+    daemon.query(b"alice\r\n")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.process.wait(5) == 0
+    assert '127.0.0.1 "alice" found' in daemon.log()

@@ -71,6 +71,28 @@ class Logs:
         self.handler = self._install(handler)
         old.close()
 
+    def stream(self) -> object | None:
+        """The text stream lines go to, or None when each line must be a record (syslog)."""
+        return getattr(self.handler, "stream", None)
+
+    def prefix_format(self) -> str:
+        """How a line of ``fingerd.access`` at INFO starts, as a `str.format` pattern."""
+        if type(self.handler) is logging.StreamHandler and os.environ.get("JOURNAL_STREAM"):
+            return "INFO fingerd.access: {text}"
+        return "{time} INFO fingerd.access: {text}"
+
+    def write(self, text: str) -> None:
+        """Write preformatted lines through the handler's own lock."""
+        self.handler.acquire()
+        try:
+            stream = self.handler.stream  # type: ignore[attr-defined]
+            stream.write(text)
+            stream.flush()
+        except OSError:
+            self.handler.handleError(None)  # type: ignore[arg-type]
+        finally:
+            self.handler.release()
+
     @property
     def to_stderr(self) -> bool:
         return type(self.handler) is logging.StreamHandler

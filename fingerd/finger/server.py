@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fingerd.daemon.access_log import AccessLog
 from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer
 from fingerd.finger.connection import Connection, Progress
 from fingerd.finger.waiting_room import WaitingRoom
@@ -48,7 +49,6 @@ from fingerd.slots import Slots
 from fingerd.users.table import UserTable
 
 log = logging.getLogger("fingerd.finger")
-access_log = logging.getLogger("fingerd.access")
 
 Step = Callable[[Connection], None]
 BUSY_REPLY = reply_bytes([BUSY])
@@ -87,8 +87,11 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
 
     name = "finger"
 
-    def __init__(self, address: ListenAddress, table: UserTable, settings: FingerSettings) -> None:
+    def __init__(
+        self, address: ListenAddress, table: UserTable, settings: FingerSettings, access: AccessLog
+    ) -> None:
         self.listen_address = address
+        self.access = access
         self.address_family = address.family
         self.table = table
         self.settings = settings
@@ -191,7 +194,7 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
 
     def _respond(self, conn: Connection) -> None:
         reply, outcome = self._reply(conn.query())
-        access_log.info("%s \"%s\" %s", conn.peer, conn.query_for_log(), outcome)
+        self.access.record(f'{conn.peer} "{conn.query_for_log()}" {outcome}')
         conn.owe(reply)
         conn.deadline = time.monotonic() + self.settings.timeout
         self._on_writable(conn)
@@ -218,7 +221,7 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
             self._park(conn, selectors.EVENT_READ, conn.deadline, self._on_lingering, self._close)
 
     def _on_read_timeout(self, conn: Connection) -> None:
-        access_log.info("%s \"%s\" timeout", conn.peer, conn.query_for_log())
+        self.access.record(f'{conn.peer} "{conn.query_for_log()}" timeout')
         conn.owe(TIMED_OUT_REPLY)
         conn.write()
         self._close(conn)
@@ -242,7 +245,7 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
         conn.owe(BUSY_REPLY)
         conn.write()
         conn.close()
-        access_log.info("%s - busy", conn.peer)
+        self.access.record(f"{conn.peer} - busy")
 
     # -- replies -------------------------------------------------------
 

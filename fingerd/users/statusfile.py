@@ -57,6 +57,8 @@ def decode(data: bytes) -> tuple[str, bool]:
 
 
 def _trim(lines: list[str]) -> Status:
+    if len(lines) == 1:
+        return (lines[0],) if lines[0] else ()
     start, end = 0, len(lines)
     while start < end and not lines[start].strip():
         start += 1
