@@ -142,6 +142,15 @@ class Daemon:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_reply(self, query: bytes, expected: bytes, limit: float = 2.0) -> float:
+        """Ask until ``query`` answers ``expected``; return how long that took."""
+        started = time.monotonic()
+        while (reply := self.query(query)) != expected:
+            elapsed = time.monotonic() - started
+            assert elapsed < limit, f"after {elapsed:.2f}s still {reply!r}, want {expected!r}"
+            time.sleep(0.01)
+        return time.monotonic() - started
+
     def wait_for_log(self, text: str, timeout: float = 3.0) -> str:
         """The log once it contains ``text`` (access lines are written in batches)."""
         deadline = time.monotonic() + timeout

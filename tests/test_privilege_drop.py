@@ -87,13 +87,6 @@ def use_the_web_view(daemon) -> None:
     assert xmlrpc.client.ServerProxy(secure + "/RPC2", context=context).getUsers()
 
 
-def wait_for_reply(daemon, query: bytes, expected: bytes, limit: float = 2.0) -> None:
-    deadline = time.monotonic() + limit
-    while daemon.query(query) != expected:
-        assert time.monotonic() < deadline, f"still not {expected!r}"
-        time.sleep(0.02)
-
-
 def thread_identities(pid: int) -> list[dict[str, list[str]]]:
     identities = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -113,7 +106,7 @@ def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir)
     assert "dropped privileges to nobody:nogroup" in daemon.log()
 
     (shared_dir / "status").write_text("alice: after\n")
-    wait_for_reply(daemon, b"alice\r\n", b"after\r\n")
+    daemon.wait_for_reply(b"alice\r\n", b"after\r\n")
     os.rename(log_file, shared_dir / "fingerd.log.1")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for("READY=1", timeout=5)
@@ -126,7 +119,7 @@ def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir)
         sock.sendall(b"SET 22\nset through the socket\n")
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(4096) == b"OK set status of root\n"
-    wait_for_reply(daemon, b"root\r\n", b"set through the socket\r\n")
+    daemon.wait_for_reply(b"root\r\n", b"set through the socket\r\n")
     assert daemon.stop() == 0
     assert not (shared_dir / "fingerd.pid").exists()
     assert "stopped" in log_file.read_text()
@@ -146,7 +139,7 @@ def test_an_unreadable_status_file_is_picked_up_once_readable(dropped, shared_di
         time.sleep(0.05)
     assert daemon.query(b"alice\r\n") == b"before\r\n"
     status.chmod(0o644)
-    wait_for_reply(daemon, b"alice\r\n", b"secret\r\n", limit=1.0)
+    daemon.wait_for_reply(b"alice\r\n", b"secret\r\n", limit=1.0)
 
 
 def test_a_status_file_the_daemon_cannot_replace_is_a_clear_setter_error(dropped, shared_dir):

@@ -19,13 +19,6 @@ from conftest import ENTRY, ROOT, read_all
 STATUS = "# the tilde status board\nalice: hi\n\n# bob below\nbob: out\n  to lunch\nnot an entry\n"
 
 
-def wait_for_reply(daemon, query: bytes, expected: bytes, limit: float = 2.0) -> None:
-    deadline = time.monotonic() + limit
-    while (reply := daemon.query(query)) != expected:
-        assert time.monotonic() < deadline, f"still {reply!r}, want {expected!r}"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def shared_dir():
     """A directory every local user can reach (the pytest tmp dirs are 0700)."""
@@ -56,20 +49,20 @@ def test_set_own_status(setter):
     result = set_status(setter, "Reading", "RFC", "1288")
     assert result.returncode == 0, result.stderr
     assert b"set status of root" in result.stdout
-    wait_for_reply(setter, b"root\r\n", b"Reading RFC 1288\r\n")
+    setter.wait_for_reply(b"root\r\n", b"Reading RFC 1288\r\n")
 
 
 def test_root_sets_and_clears_another_users_status(setter):
     assert set_status(setter, "--for", "alice", "back at 3").returncode == 0
-    wait_for_reply(setter, b"alice\r\n", b"back at 3\r\n")
+    setter.wait_for_reply(b"alice\r\n", b"back at 3\r\n")
     assert set_status(setter, "--for", "alice", "--clear").returncode == 0
-    wait_for_reply(setter, b"alice\r\n", b"No such user\r\n")
+    setter.wait_for_reply(b"alice\r\n", b"No such user\r\n")
 
 
 def test_multi_line_status_from_stdin_keeps_its_shape(setter):
     plan = b"Plan for the week:\n\n  * write tests\n\t* ship\n"
     assert set_status(setter, "--for", "carol", stdin=plan).returncode == 0
-    wait_for_reply(setter, b"/W carol\r\n", b"Login: carol\r\nPlan:\r\nPlan for the week:\r\n\r\n  * write tests\r\n\t* ship\r\n")
+    setter.wait_for_reply(b"/W carol\r\n", b"Login: carol\r\nPlan:\r\nPlan for the week:\r\n\r\n  * write tests\r\n\t* ship\r\n")
 
 
 def test_comments_order_and_other_entries_are_kept(setter):
@@ -101,7 +94,7 @@ def test_fifty_concurrent_setters_all_land(setter):
     for number in range(50):
         assert f"user{number}: status number {number}\n" in text
     assert text.startswith(STATUS)
-    wait_for_reply(setter, b"user49\r\n", b"status number 49\r\n")
+    setter.wait_for_reply(b"user49\r\n", b"status number 49\r\n")
 
 
 def test_hand_edits_and_setters_take_turns(setter):
@@ -110,9 +103,9 @@ def test_hand_edits_and_setters_take_turns(setter):
         assert set_status(setter, "--for", "bob", f"setter {round_number}").returncode == 0
         with open(setter.status_file, "a") as handle:
             handle.write(f"extra{round_number}: appended by hand\n")
-    wait_for_reply(setter, b"alice\r\n", b"hand edit 4\r\n")
-    wait_for_reply(setter, b"bob\r\n", b"setter 4\r\n")
-    wait_for_reply(setter, b"extra4\r\n", b"appended by hand\r\n")
+    setter.wait_for_reply(b"alice\r\n", b"hand edit 4\r\n")
+    setter.wait_for_reply(b"bob\r\n", b"setter 4\r\n")
+    setter.wait_for_reply(b"extra4\r\n", b"appended by hand\r\n")
 
 
 @pytest.mark.parametrize(
@@ -199,7 +192,7 @@ def test_tcp_setter_is_loopback_only_and_speaks_the_tutorial_protocol(start_daem
     assert ("127.0.0.1", setter_port) in listening_addresses(daemon.process.pid)
     assert all(port != setter_port or host == "127.0.0.1" for host, port in listening_addresses(daemon.process.pid))
     assert tcp_set(setter_port, b"alice\r\nat the tutorial\r\n") == b"OK\r\n"
-    wait_for_reply(daemon, b"alice\r\n", b"at the tutorial\r\n")
+    daemon.wait_for_reply(b"alice\r\n", b"at the tutorial\r\n")
     assert tcp_set(setter_port, b"../x\r\nnope\r\n").startswith(b"ERROR not a valid user name")
     assert tcp_set(setter_port, b"alice\r\n\x1b[2J\r\n").startswith(b"ERROR control character")
 
@@ -224,7 +217,7 @@ def test_an_ordinary_user_sets_only_their_own_status(setter, readable_copy):
     os.chmod(Path(setter.setter_socket).parent, 0o755)
     result = set_status(setter, "I", "am", "nobody", command=as_nobody)
     assert result.returncode == 0, result.stderr
-    wait_for_reply(setter, b"nobody\r\n", b"I am nobody\r\n")
+    setter.wait_for_reply(b"nobody\r\n", b"I am nobody\r\n")
     result = set_status(setter, "--for", "alice", "hijacked", command=as_nobody)
     assert result.returncode == 1
     assert b"only root may set another user's status" in result.stderr
