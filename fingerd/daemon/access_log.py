@@ -3,8 +3,9 @@
 A `logging` call costs about 20 µs on these machines, a fifth of what
 answering a query costs, and the accepting thread would pay it for every
 client.  `record` only appends a tuple; the ``access-log`` thread turns what
-accumulated into lines every `interval` seconds, formatted exactly like
-every other log line, and writes them with one call.  With syslog, where
+accumulated into lines every `interval` seconds (short, so that no batch
+holds the GIL long enough to delay a query), formatted exactly like every
+other log line, and writes them with one call.  With syslog, where
 each line must be its own message, it falls back to one `logging` record
 per line, still off the accepting thread.
 """
@@ -24,7 +25,7 @@ CHANNEL = "fingerd.access"
 class AccessLog:
     """Collects access lines and writes them from its own thread; `start()`, `stop()`."""
 
-    interval = 0.2
+    interval = 0.05
     name = "access-log"
 
     def __init__(self, logs: Logs) -> None:

@@ -7,6 +7,7 @@ connection quietly: there is nobody left to answer.
 
 from __future__ import annotations
 
+import re
 import socket
 from enum import Enum
 
@@ -15,6 +16,7 @@ from fingerd.render import visible_bytes
 
 RECV_SIZE = 4096
 LOGGED_QUERY_CHARS = 120
+_NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
 
 
 class Progress(Enum):
@@ -69,7 +71,10 @@ class Connection:
         own quoted field and forge the rest of a log line.
         """
         line, _ = split_line(self.received[: LOGGED_QUERY_CHARS * 4])
-        text = visible_bytes(line.replace(b"\\", b"\\\\")).replace('"', '\\"')
+        if not _NEEDS_ESCAPING.search(line):
+            text = line.decode("ascii")
+        else:
+            text = visible_bytes(line.replace(b"\\", b"\\\\")).replace('"', '\\"')
         if len(text) > LOGGED_QUERY_CHARS or len(self.received) > LOGGED_QUERY_CHARS * 4:
             text = text[:LOGGED_QUERY_CHARS] + f"...({len(self.received)} bytes read)"
         return text
