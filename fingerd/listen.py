@@ -55,6 +55,21 @@ def resolve_listen_address(bind: str | None, port: int) -> ListenAddress:
     return ListenAddress(family, sockaddr[0], port)
 
 
+class EarlyBindMixIn:
+    """For `socketserver` servers built with ``bind_and_activate=False``.
+
+    `bind` runs while the daemon is still root (port 79); listening waits
+    for the service's own `start`, once everything is ready.
+    """
+
+    def bind(self) -> None:
+        try:
+            self.server_bind()  # type: ignore[attr-defined]
+        except OSError:
+            self.server_close()  # type: ignore[attr-defined]
+            raise
+
+
 class ListenerMixin:
     """For `socketserver.TCPServer` subclasses: bind to a `ListenAddress`.
 

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fingerd.listen import peer_text
+from fingerd.listen import EarlyBindMixIn, peer_text
 from fingerd.slots import Slots
 
 log = logging.getLogger("fingerd")
@@ -37,7 +37,7 @@ class _Active:
     expires: float
 
 
-class BoundedThreadsMixIn:
+class BoundedThreadsMixIn(EarlyBindMixIn):
     """Mix in before a `socketserver` server class; call `init_threads` first in ``__init__``."""
 
     max_connections = 64
@@ -60,14 +60,6 @@ class BoundedThreadsMixIn:
         )
 
     # -- lifecycle -----------------------------------------------------
-
-    def bind(self) -> None:
-        """Bind now (before privileges are dropped); listen in `start`."""
-        try:
-            self.server_bind()  # type: ignore[attr-defined]
-        except OSError:
-            self.server_close()  # type: ignore[attr-defined]
-            raise
 
     def start(self) -> None:
         self.server_activate()  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENTRY, ROOT, read_all
+from conftest import ENTRY, ROOT, listening_sockets, read_all
 
 STATUS = "# the tilde status board\nalice: hi\n\n# bob below\nbob: out\n  to lunch\nnot an entry\n"
 
@@ -174,23 +174,11 @@ def tcp_set(port: int, data: bytes) -> bytes:
         return read_all(sock)
 
 
-def listening_addresses(pid: int) -> set[tuple[str, int]]:
-    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
-    found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and fields[9] in inodes:
-            host, port = fields[1].split(":")
-            address = socket.inet_ntoa(bytes.fromhex(host)[::-1])
-            found.add((address, int(port, 16)))
-    return found
-
-
 def test_tcp_setter_is_loopback_only_and_speaks_the_tutorial_protocol(start_daemon, ports):
     setter_port = ports.take()
     daemon = start_daemon(STATUS, bind=None, setter_port=setter_port, setter_socket="")
-    assert ("127.0.0.1", setter_port) in listening_addresses(daemon.process.pid)
-    assert all(port != setter_port or host == "127.0.0.1" for host, port in listening_addresses(daemon.process.pid))
+    assert ("127.0.0.1", setter_port) in listening_sockets(daemon.process.pid)
+    assert all(port != setter_port or host == "127.0.0.1" for host, port in listening_sockets(daemon.process.pid))
     assert tcp_set(setter_port, b"alice\r\nat the tutorial\r\n") == b"OK\r\n"
     daemon.wait_for_reply(b"alice\r\n", b"at the tutorial\r\n")
     assert tcp_set(setter_port, b"../x\r\nnope\r\n").startswith(b"ERROR not a valid user name")

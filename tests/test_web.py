@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -13,7 +12,7 @@ import xmlrpc.client
 
 import pytest
 
-from conftest import read_all, run_fingerd
+from conftest import listening_sockets, read_all, run_fingerd
 
 STATUS = """\
 alice: Writing the finger daemon
@@ -237,28 +236,12 @@ def test_busy_past_the_connection_limit(web):
         time.sleep(0.05)
 
 
-def listening_ports(pid: int) -> set[int]:
-    """TCP ports a process listens on, from /proc (sockets matched by inode)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 def test_web_port_zero_disables_it(start_daemon, ports):
     web_port = ports.take()
     with_web = start_daemon(STATUS, web_port=web_port)
-    assert listening_ports(with_web.process.pid) == {with_web.port, web_port}
+    assert {port for _, port in listening_sockets(with_web.process.pid)} == {with_web.port, web_port}
     without = start_daemon(STATUS, web_port=0)
-    assert listening_ports(without.process.pid) == {without.port}
+    assert {port for _, port in listening_sockets(without.process.pid)} == {without.port}
 
 
 def test_each_request_is_logged(web):

@@ -42,7 +42,7 @@ from fingerd.daemon.access_log import AccessLog
 from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer
 from fingerd.finger.connection import Connection, Progress
 from fingerd.finger.waiting_room import WaitingRoom
-from fingerd.listen import ListenAddress, ListenerMixin, peer_text
+from fingerd.listen import EarlyBindMixIn, ListenAddress, ListenerMixin, peer_text
 from fingerd.protocol import Query
 from fingerd.render import reply_bytes
 from fingerd.slots import Slots
@@ -74,7 +74,7 @@ class _ReplyCache:
         self.replies: dict[Query, tuple[bytes, str]] = {}
 
 
-class FingerServer(ListenerMixin, socketserver.TCPServer):
+class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
     """Answers finger queries from a `UserTable`; `start()` and `stop()` it."""
 
     allow_reuse_address = True
@@ -102,14 +102,6 @@ class FingerServer(ListenerMixin, socketserver.TCPServer):
         super().__init__((address.host, address.port), None, bind_and_activate=False)  # type: ignore[arg-type]
 
     # -- lifecycle -----------------------------------------------------
-
-    def bind(self) -> None:
-        """Bind the port now (before privileges are dropped); listen later."""
-        try:
-            self.server_bind()
-        except OSError:
-            self.server_close()
-            raise
 
     def start(self) -> None:
         """Start listening and answering."""
