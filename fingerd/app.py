@@ -40,9 +40,12 @@ from fingerd.daemon.pidfile import PidFile, PidFileError
 from fingerd.finger.answer import Policy
 from fingerd.finger.server import FingerServer, FingerSettings
 from fingerd.irc_bot import IRCBot
-from fingerd.users.table import UserTable
 from fingerd.setter.tcp import TcpSetterServer
 from fingerd.setter.unix import UnixSetterServer
+from fingerd.sources.base import Source
+from fingerd.sources.directory import Directory
+from fingerd.sources.file import FileSource
+from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
 from fingerd.users.writer import StatusFileWriter
 from fingerd.web.server import WebServer, WebSettings
@@ -83,13 +86,14 @@ class Application:
         self.logs = logs
         self.table = UserTable()
         self.watcher = StatusFileWatcher(options.status_file, self.table)
+        self.directory = Directory([self._source(name) for name in options.source], self.table)
         settings = FingerSettings(
             timeout=options.timeout,
             max_connections=options.max_connections,
             policy=Policy(list_users=options.list_users),
         )
         self.access = AccessLog(logs)
-        self.finger = FingerServer(options.finger_address, self.table, settings, self.access)
+        self.finger = FingerServer(options.finger_address, self.directory, settings, self.access)
         self.writer = StatusFileWriter(options.status_file)
         self.listeners: list[Listener] = [self.finger, *self._web_servers(), *self._tcp_setter()]
         self.socket_setter = self._socket_setter()
@@ -101,15 +105,21 @@ class Application:
         self._stop_requested = False
         self._reload_requested = False
 
+    def _source(self, name: str) -> Source:
+        """One configured source; the option values were checked by `fingerd.config`."""
+        if name == "file":
+            return FileSource(self.table)
+        raise StartupError(f"argument --source: {name!r} is not available", 2)
+
     def _web_servers(self) -> list[WebServer]:
         options = self.options
         settings = WebSettings(host=socket.gethostname(), timeout=options.timeout)
         servers = []
         if options.web_address is not None:
-            servers.append(WebServer(options.web_address, self.table, options.page_templates, settings))
+            servers.append(WebServer(options.web_address, self.directory, options.page_templates, settings))
         if options.https_address is not None:
             servers.append(
-                WebServer(options.https_address, self.table, options.page_templates, settings, options.tls_context)
+                WebServer(options.https_address, self.directory, options.page_templates, settings, options.tls_context)
             )
         return servers
 
@@ -118,7 +128,7 @@ class Application:
         if options.irc_address is None:
             return None
         tls = ssl.create_default_context() if options.irc_tls else None
-        return IRCBot(options.irc_address, options.irc_nick, options.irc_channel, self.table, tls)
+        return IRCBot(options.irc_address, options.irc_nick, options.irc_channel, self.directory, tls)
 
     def _tcp_setter(self) -> list[TcpSetterServer]:
         if not self.options.setter_port:

@@ -34,9 +34,9 @@ import irc.client
 import irc.connection
 import irc.strings
 
-from fingerd.finger.answer import NO_SUCH_USER
+from fingerd.finger.answer import LOOKUP_FAILED, NO_SUCH_USER
 from fingerd.render import visible
-from fingerd.users.table import Snapshot, UserTable
+from fingerd.sources.directory import Directory, Lookup
 
 log = logging.getLogger("fingerd.irc")
 
@@ -84,13 +84,13 @@ def irc_line(text: str, limit: int = MAX_REPLY_BYTES) -> str:
     return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
-def status_reply(snapshot: Snapshot, name: str) -> str:
+def status_reply(name: str, found: Lookup) -> str:
     """The tutorial's answer: ``Status of NAME: first line``."""
-    found = snapshot.find(name)
-    if found is None:
-        return irc_line(f"Status of {name}: {NO_SUCH_USER}")
-    real, status = found
-    return irc_line(f"Status of {real}: {status[0] if status else ''}".rstrip())
+    record = found.record
+    if record is None:
+        return irc_line(f"Status of {name}: {LOOKUP_FAILED if found.failed else NO_SUCH_USER}")
+    status = record.status
+    return irc_line(f"Status of {record.name}: {status[0] if status else ''}".rstrip())
 
 
 class RateLimit:
@@ -128,13 +128,13 @@ class IRCBot:
         server: IRCServer,
         nick: str,
         channels: list[str],
-        table: UserTable,
+        directory: Directory,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.server = server
         self.nick = nick
         self.channels = channels
-        self.table = table
+        self.directory = directory
         self.tls = tls
         self.listen_address = server
         self.limits = RateLimit()
@@ -247,6 +247,6 @@ class IRCBot:
         if not self.limits.allow(irc.strings.lower(sender), time.monotonic()):
             log.info("IRC: %s is asking too fast; ignored", visible(sender))
             return
-        reply = status_reply(self.table.snapshot(), name)
+        reply = status_reply(name, self.directory.lookup(name))
         log.info("IRC: %s asked for %s", visible(sender), visible(name[:40]))
         connection.privmsg(target, reply)

@@ -19,7 +19,9 @@ from fingerd.finger.answer import (
 )
 from fingerd.protocol import MAX_QUERY_BYTES, Kind, Query, is_valid_name, parse_query
 from fingerd.render import reply_bytes
-from fingerd.users.table import Snapshot, UserTable
+from fingerd.sources.directory import Directory
+from fingerd.sources.file import FileSource
+from fingerd.users.table import UserTable
 
 STATUSES = {
     "alice": ("Writing the finger daemon",),
@@ -53,12 +55,18 @@ query_bytes = st.one_of(
 )
 
 
+def directory_of(users: dict) -> Directory:
+    table = UserTable()
+    table.replace(users)
+    return Directory([FileSource(table)], table)
+
+
 @pytest.fixture
-def snapshot() -> Snapshot:
-    return UserTable().replace(STATUSES)
+def snapshot() -> Directory:
+    return directory_of(STATUSES)
 
 
-def reply(line: bytes, snapshot: Snapshot, policy: Policy = Policy()) -> tuple[str, ...]:
+def reply(line: bytes, snapshot: Directory, policy: Policy = Policy()) -> tuple[str, ...]:
     return answer(parse_query(line), snapshot, policy).lines
 
 
@@ -133,13 +141,13 @@ def test_invalid_names_are_no_such_user(snapshot, line):
 
 @pytest.mark.parametrize("name", ["-l", "--help", "../../etc/passwd", "alice\x00", "$(id)", "*"])
 def test_invalid_names_never_reach_the_table(name):
-    snapshot = UserTable().replace({name: ("leaked",), "alice": ("ok",)})
+    snapshot = directory_of({name: ("leaked",), "alice": ("ok",)})
     assert answer(Query(Kind.USER, False, name), snapshot, Policy()).lines == (NO_SUCH_USER,)
     assert answer(Query(Kind.USER, True, name), snapshot, Policy()).lines == (NO_SUCH_USER,)
 
 
 def test_non_ascii_look_alike_is_no_such_user():
-    snapshot = UserTable().replace({"ff": ("found",), "k": ("kelvin",)})
+    snapshot = directory_of({"ff": ("found",), "k": ("kelvin",)})
     assert answer(Query(Kind.USER, False, "\ufb00"), snapshot, Policy()).lines == (NO_SUCH_USER,)
     assert answer(Query(Kind.USER, False, "\u212a"), snapshot, Policy()).lines == (NO_SUCH_USER,)
 
@@ -190,7 +198,7 @@ def test_verbose_list_is_the_list(snapshot):
 
 def test_list_widens_for_long_names():
     long_name = "a" * 32
-    snapshot = UserTable().replace({long_name: ("long",), "b": ("short",)})
+    snapshot = directory_of({long_name: ("long",), "b": ("short",)})
     assert answer(Query(Kind.LIST), snapshot, Policy()).lines == (
         long_name + "  long",
         "b" + " " * 31 + "  short",
@@ -198,7 +206,7 @@ def test_list_widens_for_long_names():
 
 
 def test_list_of_empty_table():
-    assert answer(Query(Kind.LIST), UserTable().snapshot(), Policy()) == Answer((NO_USERS,), "list")
+    assert answer(Query(Kind.LIST), directory_of({}), Policy()) == Answer((NO_USERS,), "list")
 
 
 def test_list_denied(snapshot):
@@ -239,7 +247,7 @@ def test_fixed_texts():
 
 @given(query_bytes, any_tables, st.booleans())
 def test_every_reply_is_wire_safe(line, users, list_users):
-    result = answer(parse_query(line), UserTable().replace(users), Policy(list_users))
+    result = answer(parse_query(line), directory_of(users), Policy(list_users))
     assert result.lines
     assert all(isinstance(text, str) for text in result.lines)
     assert result.outcome in {"found", "no-such-user", "list", "list-denied", "forward-denied", "too-long"}
@@ -254,7 +262,7 @@ def test_invalid_names_are_always_no_such_user(name, users):
         return
     users = {**users, name: ("must not be shown",)}
     for verbose in (False, True):
-        result = answer(Query(Kind.USER, verbose, name), UserTable().replace(users), Policy())
+        result = answer(Query(Kind.USER, verbose, name), directory_of(users), Policy())
         assert result.lines == (NO_SUCH_USER,)
 
 
@@ -262,20 +270,20 @@ def test_invalid_names_are_always_no_such_user(name, users):
 def test_invalid_query_lines_are_no_such_user(line, users):
     query = parse_query(line)
     if query.kind is Kind.USER and not is_valid_name(query.name):
-        assert answer(query, UserTable().replace(users), Policy()).lines == (NO_SUCH_USER,)
+        assert answer(query, directory_of(users), Policy()).lines == (NO_SUCH_USER,)
 
 
 @given(names, st.booleans(), any_tables)
 def test_unknown_names_are_no_such_user(name, verbose, users):
     if any(known.casefold() == name.casefold() for known in users):
         return
-    result = answer(Query(Kind.USER, verbose, name), UserTable().replace(users), Policy())
+    result = answer(Query(Kind.USER, verbose, name), directory_of(users), Policy())
     assert result == Answer((NO_SUCH_USER,), "no-such-user")
 
 
 @given(names, st.lists(nasty_text, max_size=4).map(tuple), st.booleans())
 def test_known_names_answer_their_status(name, status, verbose):
-    result = answer(Query(Kind.USER, verbose, name), UserTable().replace({name: status}), Policy())
+    result = answer(Query(Kind.USER, verbose, name), directory_of({name: status}), Policy())
     assert result.outcome == "found"
     if verbose:
         expected = (f"Login: {name}", "Plan:", *status) if status else (f"Login: {name}", NO_PLAN)
@@ -286,7 +294,7 @@ def test_known_names_answer_their_status(name, status, verbose):
 
 @given(st.dictionaries(names, st.lists(nasty_text, max_size=3).map(tuple), min_size=1, max_size=8))
 def test_list_has_one_line_per_user(users):
-    lines = answer(Query(Kind.LIST), UserTable().replace(users), Policy()).lines
+    lines = answer(Query(Kind.LIST), directory_of(users), Policy()).lines
     assert len(lines) == len(users)
     assert [line.split(" ", 1)[0] for line in lines] == sorted(users)
 
@@ -294,7 +302,7 @@ def test_list_has_one_line_per_user(users):
 @given(query_bytes, any_tables)
 def test_list_denied_never_lists(line, users):
     query = parse_query(line)
-    result = answer(query, UserTable().replace(users), Policy(list_users=False))
+    result = answer(query, directory_of(users), Policy(list_users=False))
     if query.kind is Kind.LIST:
         assert result.lines == (LIST_DENIED,)
     else:

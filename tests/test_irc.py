@@ -12,6 +12,8 @@ import time
 import pytest
 
 from fingerd.irc_bot import RateLimit, irc_line, parse_server, status_reply
+from fingerd.sources.directory import Directory, Lookup
+from fingerd.sources.file import FileSource
 from fingerd.users.table import UserTable
 
 STATUS = (
@@ -244,11 +246,15 @@ def test_prompt_shutdown_while_the_server_is_unreachable(start_daemon, ports):
 def test_pure_parts():
     table = UserTable()
     table.replace({"alice": ("hi\x1b[1m", "second line"), "empty": ()})
-    snapshot = table.snapshot()
-    assert status_reply(snapshot, "alice") == "Status of alice: hi^[[1m"
-    assert status_reply(snapshot, "ALICE") == "Status of alice: hi^[[1m"
-    assert status_reply(snapshot, "empty") == "Status of empty:"
-    assert status_reply(snapshot, "x\r\nQUIT") == "Status of x^M^JQUIT: No such user"
+    directory = Directory([FileSource(table)], table)
+    for name, reply in [
+        ("alice", "Status of alice: hi^[[1m"),
+        ("ALICE", "Status of alice: hi^[[1m"),
+        ("empty", "Status of empty:"),
+        ("x\r\nQUIT", "Status of x^M^JQUIT: No such user"),
+    ]:
+        assert status_reply(name, directory.lookup(name)) == reply
+    assert status_reply("bob", Lookup(None, ("web",))) == "Status of bob: Lookup failed, try again later"
     assert len(irc_line("é" * 500).encode()) <= 400
     assert irc_line("é" * 500).endswith("...")
     assert parse_server("irc.example.org") == parse_server("irc.example.org:6667")

@@ -11,6 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fingerd.sources.base import status_record
+from fingerd.sources.directory import Directory, Lookup
+from fingerd.sources.file import FileSource
 from fingerd.users.table import UserTable
 from fingerd.web import api, pages
 from fingerd.web.pages import Markup, TemplateError, Templates, escape
@@ -73,15 +76,15 @@ def test_overrides_are_per_file(tmp_path):
 def table_with(users):
     table = UserTable()
     table.replace(users)
-    return table
+    return Directory([FileSource(table)], table)
 
 
 def test_json_bodies():
-    snapshot = table_with({"bob": ("Out", " to lunch"), "eve": ("\x1b[2J",)}).snapshot()
-    assert json.loads(api.users_json(snapshot)) == {"bob": "Out\n to lunch", "eve": "^[[2J"}
-    assert json.loads(api.user_json("bob", ("a", "b"))) == {"name": "bob", "status": "a\nb"}
-    assert snapshot.find("../bob") is None
-    assert snapshot.find("BOB") == ("bob", ("Out", " to lunch"))
+    directory = table_with({"bob": ("Out", " to lunch"), "eve": ("\x1b[2J",)})
+    assert json.loads(api.users_json(directory.listing())) == {"bob": "Out\n to lunch", "eve": "^[[2J"}
+    assert json.loads(api.user_json(status_record("bob", ("a", "b")))) == {"name": "bob", "status": "a\nb"}
+    assert directory.lookup("../bob") == Lookup(None)
+    assert directory.lookup("BOB").record == status_record("bob", ("Out", " to lunch"))
 
 
 def test_xmlrpc_dispatch_keeps_xml_valid():

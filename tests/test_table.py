@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fingerd.sources.file import FileSource
 from fingerd.users.table import Snapshot, UserTable
 
 FIRST = "abcXYZ019_"
@@ -36,7 +37,7 @@ def test_new_table_is_empty():
     snapshot = UserTable().snapshot()
     assert dict(snapshot.users) == {}
     assert snapshot.generation == 0
-    assert snapshot.listing() == []
+    assert FileSource(UserTable()).names() == []
     assert snapshot.lookup("alice") is None
 
 
@@ -136,14 +137,15 @@ def test_snapshot_lookup_on_a_bare_snapshot():
 # listing
 
 
-def test_listing_sorted_with_first_lines(table):
-    assert table.snapshot().listing() == [("alice", "Writing"), ("bob", "Out to lunch"), ("carol", "")]
+def test_file_source_lists_sorted_with_whole_statuses(table):
+    assert [name for name, _ in FileSource(table).names()] == ["alice", "bob", "carol"]
+    assert dict(FileSource(table).names())["carol"] == ()
 
 
 def test_listing_sorts_by_name_not_insertion():
     table = UserTable()
     table.replace({"zed": ("z",), "amy": ("a",), "Bob": ("b",)})
-    assert [name for name, _ in table.snapshot().listing()] == ["Bob", "amy", "zed"]
+    assert [name for name, _ in FileSource(table).names()] == ["Bob", "amy", "zed"]
 
 
 # properties
@@ -179,10 +181,12 @@ def test_unambiguous_fold_always_found(users, query):
 
 @given(tables)
 def test_listing_has_one_row_per_user(users):
-    listing = UserTable().replace(users).listing()
+    table = UserTable()
+    table.replace(users)
+    listing = FileSource(table).names()
     assert [name for name, _ in listing] == sorted(users)
-    for name, first in listing:
-        assert first == (users[name][0] if users[name] else "")
+    for name, status in listing:
+        assert status == users[name]
 
 
 # concurrency

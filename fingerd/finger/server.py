@@ -13,14 +13,16 @@
 The accepting thread never blocks on a client.  A client that has already
 sent its line (nearly all of them) is answered on the spot from the user
 table: one ``accept``, ``recv``, ``send`` and ``close``, no thread started
-and no hand-off.  A client that is slow to ask, slow to read, or keeps
+and no hand-off.  A query that needs a source that may block (``~/.plan``,
+a command, a URL) goes to the ``finger-lookup-N`` workers, which answer it
+and hand the connection back for sending.  A client that is slow to ask, slow to read, or keeps
 sending is parked in the `WaitingRoom`, which finishes it without holding a
 thread.  So idle clients cannot starve the service, and the only limit on
 them is `--max-connections`, past which a client gets `BUSY` and is closed.
 
-Replies are built by the pure functions of `fingerd.finger.answer` and cached
-per table generation, so a large user list costs its formatting once per
-reload rather than once per query.
+Replies are built by the pure functions of `fingerd.finger.answer`.  Those
+answered from memory are cached per table generation, so a large user list
+costs its formatting once per reload rather than once per query.
 
 Tunables are class attributes, as in `socketserver`.
 """
@@ -39,14 +41,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fingerd.daemon.access_log import AccessLog
-from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer
+from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer, answer_now
 from fingerd.finger.connection import Connection, Progress
 from fingerd.finger.waiting_room import WaitingRoom
 from fingerd.listen import EarlyBindMixIn, ListenAddress, ListenerMixin, peer_text
 from fingerd.protocol import Query
 from fingerd.render import reply_bytes
 from fingerd.slots import Slots
-from fingerd.users.table import UserTable
+from fingerd.sources.directory import Directory
+from fingerd.workers import WorkerPool
 
 log = logging.getLogger("fingerd.finger")
 
@@ -84,19 +87,21 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
     cache_entries = 4096
     accept_error_pause = 0.05
     accept_batch = 64
+    lookup_workers = 8
 
     name = "finger"
 
     def __init__(
-        self, address: ListenAddress, table: UserTable, settings: FingerSettings, access: AccessLog
+        self, address: ListenAddress, directory: Directory, settings: FingerSettings, access: AccessLog
     ) -> None:
         self.listen_address = address
         self.access = access
         self.address_family = address.family
-        self.table = table
+        self.directory = directory
         self.settings = settings
         self.slots = Slots(settings.max_connections)
         self.waiting_room = WaitingRoom()
+        self.lookups = WorkerPool("finger-lookup", self.lookup_workers)
         self._cache = _ReplyCache(-1)
         self._thread = threading.Thread(target=self._serve, name="finger-acceptor", daemon=True)
         super().__init__((address.host, address.port), None, bind_and_activate=False)  # type: ignore[arg-type]
@@ -107,18 +112,20 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         """Start listening and answering."""
         self.server_activate()
         self.waiting_room.start()
+        self.lookups.start()
         self._thread.start()
 
     def alive(self) -> bool:
         """False if a thread of this service has died: the daemon should exit."""
-        return self._thread.is_alive() and self.waiting_room.alive()
+        return self._thread.is_alive() and self.waiting_room.alive() and self.lookups.alive()
 
     def stop(self, deadline: float) -> None:
-        """Stop accepting, finish in-flight replies until ``deadline``, join both threads."""
+        """Stop accepting, finish in-flight replies until ``deadline``, join every thread."""
         if self._thread.is_alive():
             self.shutdown()
             self._thread.join()
         self.server_close()
+        self.lookups.stop(deadline)
         self.waiting_room.stop(max(0.0, deadline - time.monotonic()))
 
     def _serve(self) -> None:
@@ -185,7 +192,25 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
             self._park(conn, selectors.EVENT_READ, deadline, self._on_readable, self._on_read_timeout)
 
     def _respond(self, conn: Connection) -> None:
-        reply, outcome = self._reply(conn.query())
+        query = conn.query()
+        reply = self._reply_now(query)
+        if reply is None:
+            self.lookups.submit(
+                functools.partial(self._guarded, self._respond_later, conn),
+                functools.partial(self._guarded, self._turn_away_late, conn),
+            )
+            return
+        self._send_reply(conn, *reply)
+
+    def _respond_later(self, conn: Connection) -> None:
+        """In a lookup worker: ask the sources that may block, then send."""
+        if time.monotonic() > conn.accepted + self.settings.timeout:
+            self._turn_away_late(conn)
+            return
+        result = answer(conn.query(), self.directory, self.settings.policy)
+        self._send_reply(conn, reply_bytes(result.lines), result.outcome)
+
+    def _send_reply(self, conn: Connection, reply: bytes, outcome: str) -> None:
         self.access.record(f'{conn.peer} "{conn.query_for_log()}" {outcome}')
         conn.owe(reply)
         conn.deadline = time.monotonic() + self.settings.timeout
@@ -231,6 +256,10 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         conn.close()
         self.slots.give_back()
 
+    def _turn_away_late(self, conn: Connection) -> None:
+        """A query that waited for a lookup worker past `--timeout`, or met a stopping daemon."""
+        self._send_reply(conn, BUSY_REPLY, "busy")
+
     def _turn_away(self, conn: Connection) -> None:
         """Past `--max-connections`: a short reply, never a wait."""
         conn.discard_input()
@@ -241,13 +270,16 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
 
     # -- replies -------------------------------------------------------
 
-    def _reply(self, query: Query) -> tuple[bytes, str]:
-        snapshot = self.table.snapshot()
+    def _reply_now(self, query: Query) -> tuple[bytes, str] | None:
+        """The encoded reply if it can be had from memory, else None."""
+        generation = self.directory.generation()
         cache = self._cache
-        if cache.generation != snapshot.generation or len(cache.replies) >= self.cache_entries:
-            cache = self._cache = _ReplyCache(snapshot.generation)
+        if cache.generation != generation or len(cache.replies) >= self.cache_entries:
+            cache = self._cache = _ReplyCache(generation)
         cached = cache.replies.get(query)
         if cached is None:
-            result = answer(query, snapshot, self.settings.policy)
+            result = answer_now(query, self.directory, self.settings.policy)
+            if result is None:
+                return None
             cached = cache.replies[query] = (reply_bytes(result.lines), result.outcome)
         return cached

@@ -1,6 +1,6 @@
 """The user table: the one piece of state every service shares.
 
-Readers (finger handlers, and later the web view and the IRC bot) and the
+Readers (the ``file`` source, for every service) and the
 single writer (the status-file reloader) meet only here.  A reload builds a
 complete new `Snapshot` off to the side and swaps it in under the lock, so
 a reader holds the lock for one pointer copy, never waits for a reload, and
@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from fingerd.protocol import is_valid_name
 from fingerd.users.statusfile import Status
 
 
@@ -55,16 +54,6 @@ class Snapshot:
         if real is None:
             return None
         return real, self.users[real]
-
-    def find(self, name: str) -> tuple[str, Status] | None:
-        """Look up a name from outside (a query, a URL, IRC); invalid names find nobody."""
-        if not is_valid_name(name):
-            return None
-        return self.lookup(name)
-
-    def listing(self) -> list[tuple[str, str]]:
-        """Every user with the first line of their status, sorted by name."""
-        return [(name, status[0] if status else "") for name, status in sorted(self.users.items())]
 
 
 class UserTable:

@@ -1,4 +1,4 @@
-"""The JSON API and XML-RPC: a user table in, bytes out.
+"""The JSON API and XML-RPC: what the directory found in, bytes out.
 
 A status travels as one string, its lines joined by ``\\n``, each line made
 visible as the finger service shows it.  That matters twice over for
@@ -12,15 +12,16 @@ the status or the string ``No such user``, ``getUsers()`` the names.
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from xmlrpc.server import SimpleXMLRPCDispatcher
 
-from fingerd.finger.answer import NO_SUCH_USER
+from fingerd.finger.answer import LOOKUP_FAILED, NO_SUCH_USER
 from fingerd.render import visible
-from fingerd.users.statusfile import Status
-from fingerd.users.table import Snapshot, UserTable
+from fingerd.sources.base import Lines, Record
+from fingerd.sources.directory import Directory, Listing, Lookup
 
 
-def status_text(status: Status) -> str:
+def status_text(status: Lines) -> str:
     """A status as one display string."""
     return "\n".join(visible(line) for line in status)
 
@@ -29,37 +30,49 @@ def _json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def users_json(snapshot: Snapshot) -> bytes:
+def users_json(listing: Listing) -> bytes:
     """``{"name": "status", ...}`` sorted by name."""
-    return _json({name: status_text(status) for name, status in sorted(snapshot.users.items())})
+    return _json({name: status_text(status) for name, status in listing})
 
 
-def user_json(name: str, status: Status) -> bytes:
-    return _json({"name": name, "status": status_text(status)})
+def user_json(record: Record) -> bytes:
+    return _json({"name": record.name, "status": status_text(record.status)})
 
 
-def not_found_json() -> bytes:
-    return _json({"error": NO_SUCH_USER})
+def missing_text(found: Lookup) -> str:
+    """Why a lookup found nobody: no such user, or a source that failed."""
+    return LOOKUP_FAILED if found.failed else NO_SUCH_USER
+
+
+def missing_status(found: Lookup) -> HTTPStatus:
+    """404 for nobody; 503 when a source failed, because asking again may work."""
+    return HTTPStatus.SERVICE_UNAVAILABLE if found.failed else HTTPStatus.NOT_FOUND
+
+
+def missing_json(found: Lookup) -> bytes:
+    return _json({"error": missing_text(found)})
 
 
 class FingerRPC:
-    """The XML-RPC methods, answered from the current table."""
+    """The XML-RPC methods, answered through the directory."""
 
-    def __init__(self, table: UserTable) -> None:
-        self.table = table
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
 
     def getUser(self, name: str) -> str:  # noqa: N802 - the tutorial's name
-        found = self.table.snapshot().find(name) if isinstance(name, str) else None
-        return status_text(found[1]) if found else NO_SUCH_USER
+        if not isinstance(name, str):
+            return NO_SUCH_USER
+        found = self.directory.lookup(name)
+        return missing_text(found) if found.record is None else status_text(found.record.status)
 
     def getUsers(self) -> list[str]:  # noqa: N802 - the tutorial's name
-        return sorted(self.table.snapshot().users)
+        return [name for name, _ in self.directory.listing()]
 
 
-def make_dispatcher(table: UserTable) -> SimpleXMLRPCDispatcher:
+def make_dispatcher(directory: Directory) -> SimpleXMLRPCDispatcher:
     """An XML-RPC dispatcher offering exactly `FingerRPC`'s two methods."""
     dispatcher = SimpleXMLRPCDispatcher(allow_none=False, encoding="utf-8")
-    rpc = FingerRPC(table)
+    rpc = FingerRPC(directory)
     dispatcher.register_function(rpc.getUser, "getUser")
     dispatcher.register_function(rpc.getUsers, "getUsers")
     return dispatcher

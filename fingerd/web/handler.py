@@ -13,12 +13,14 @@ No path reaches the filesystem: templates and static files were read at
 start-up.  Request line and headers together may use `max_head_bytes`; an
 XML-RPC body `max_body_bytes`.  Every response carries a restrictive
 Content-Security-Policy and ``nosniff``; the Server header names no version.
-JSON responses carry an ETag of the table generation, so the page's poller
-costs a 304 while nothing changes.
+JSON responses carry an ETag made from their content, so the page's
+poller costs a 304 while nothing changes, whichever source the data came
+from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -58,6 +60,11 @@ class Response:
     content_type: str
     body: bytes
     etag: str = ""
+
+
+def json_response(status: HTTPStatus, body: bytes) -> Response:
+    """A JSON response whose ETag is a digest of its body."""
+    return Response(status, JSON, body, '"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"')
 
 
 class HeadBudget:
@@ -161,25 +168,25 @@ class WebHandler(BaseHTTPRequestHandler):
     def route(self) -> Response:
         """Map a GET path to a response; the path is text, never a file name."""
         path = unquote(urlsplit(self.path).path, errors="replace")
-        snapshot = self.server.table.snapshot()
+        directory = self.server.directory
         templates, host = self.server.templates, self.server.settings.host
-        etag = f'"{self.server.etag_prefix}-{snapshot.generation}"'
         if path == "/":
-            return Response(HTTPStatus.OK, HTML, pages.index_page(templates, host, snapshot.listing()))
+            return Response(HTTPStatus.OK, HTML, pages.index_page(templates, host, directory.listing()))
         if path == "/api/users":
-            return Response(HTTPStatus.OK, JSON, api.users_json(snapshot), etag)
+            return json_response(HTTPStatus.OK, api.users_json(directory.listing()))
         if path.startswith("/api/users/"):
-            found = snapshot.find(path[len("/api/users/") :])
-            if found is None:
-                return Response(HTTPStatus.NOT_FOUND, JSON, api.not_found_json(), etag)
-            return Response(HTTPStatus.OK, JSON, api.user_json(*found), etag)
+            found = directory.lookup(path[len("/api/users/") :])
+            if found.record is None:
+                return json_response(api.missing_status(found), api.missing_json(found))
+            return json_response(HTTPStatus.OK, api.user_json(found.record))
         if path.startswith("/static/") and path[len("/static/") :] in STATIC_TYPES:
             name = path[len("/static/") :]
             return Response(HTTPStatus.OK, STATIC_TYPES[name], templates.static(name))
-        found = snapshot.find(path[1:].removeprefix("~"))
-        if found is None:
-            return Response(HTTPStatus.NOT_FOUND, HTML, pages.not_found_page(templates, host))
-        return Response(HTTPStatus.OK, HTML, pages.user_page(templates, host, *found))
+        found = directory.lookup(path[1:].removeprefix("~"))
+        if found.record is None:
+            page = pages.failed_page if found.failed else pages.not_found_page
+            return Response(api.missing_status(found), HTML, page(templates, host))
+        return Response(HTTPStatus.OK, HTML, pages.user_page(templates, host, found.record.name, found.record.status))
 
     def read_body(self) -> bytes | None:
         """The request body, or None after answering 411 or 413."""

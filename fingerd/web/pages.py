@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from fingerd.render import visible
 
-TEMPLATE_NAMES = ("layout.html", "index.html", "row.html", "user.html", "not-found.html")
+TEMPLATE_NAMES = ("layout.html", "index.html", "row.html", "user.html", "not-found.html", "failed.html")
 STATIC_NAMES = ("style.css", "live.js")
 
 _SAMPLE_VALUES = {
@@ -29,6 +29,7 @@ _SAMPLE_VALUES = {
     "row.html": ("href", "name", "status"),
     "user.html": ("name", "status"),
     "not-found.html": (),
+    "failed.html": (),
 }
 
 
@@ -91,9 +92,12 @@ def user_href(name: str) -> str:
     return "/~" + quote(name, safe="")
 
 
-def index_page(templates: Templates, host: str, listing: Iterable[tuple[str, str]]) -> bytes:
+def index_page(templates: Templates, host: str, listing: Iterable[tuple[str, tuple[str, ...]]]) -> bytes:
     """The list of users, each with the first line of their status."""
-    rows = [templates.fill("row.html", href=user_href(name), name=name, status=first) for name, first in listing]
+    rows = [
+        templates.fill("row.html", href=user_href(name), name=name, status=status[0] if status else "")
+        for name, status in listing
+    ]
     hidden = Markup(" hidden") if rows else Markup("")
     joined = Markup("\n".join(row.rstrip("\n") for row in rows))
     body = templates.fill("index.html", host=host, rows=joined, empty_hidden=hidden)
@@ -109,3 +113,8 @@ def user_page(templates: Templates, host: str, name: str, status: tuple[str, ...
 
 def not_found_page(templates: Templates, host: str) -> bytes:
     return _page(templates, host, "No such user", templates.fill("not-found.html"))
+
+
+def failed_page(templates: Templates, host: str) -> bytes:
+    """A source failed and nobody else knew the name: worth asking again later."""
+    return _page(templates, host, "Lookup failed", templates.fill("failed.html"))

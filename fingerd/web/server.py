@@ -8,8 +8,9 @@
                                                 (if HTTPS), one request,
                                                 close, give the slot back
 
-A request is small and answered from memory, so a thread per connection is
-the plain design: the threads are bounded by `max_connections`, every read
+A request is small, and answered from memory unless a source that may
+block (``~/.plan``, a command, a URL) is configured, so a thread per
+connection is the plain design: the threads are bounded by `max_connections`, every read
 and write by `--timeout`, a whole connection by twice that, and requests are
 HTTP/1.0 (one per connection), so a thread never waits on an idle
 keep-alive.  The TLS handshake happens in
@@ -24,7 +25,6 @@ all (`BoundedThreadsMixIn`).
 from __future__ import annotations
 
 import logging
-import secrets
 import socket
 import socketserver
 import ssl
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
 from fingerd.threads import BoundedThreadsMixIn
-from fingerd.users.table import UserTable
+from fingerd.sources.directory import Directory
 from fingerd.web.api import make_dispatcher
 from fingerd.web.handler import WebHandler
 from fingerd.web.pages import Templates
@@ -54,7 +54,7 @@ class WebSettings:
 
 
 class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
-    """Serves the user table as HTML, JSON and XML-RPC; `start()` and `stop()` it."""
+    """Serves the directory as HTML, JSON and XML-RPC; `start()` and `stop()` it."""
 
     allow_reuse_address = True
     request_queue_size = 128
@@ -64,19 +64,18 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
     def __init__(
         self,
         address: ListenAddress,
-        table: UserTable,
+        directory: Directory,
         templates: Templates,
         settings: WebSettings,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.listen_address = address
         self.address_family = address.family
-        self.table = table
+        self.directory = directory
         self.templates = templates
         self.settings = settings
         self.tls = tls
-        self.rpc = make_dispatcher(table)
-        self.etag_prefix = secrets.token_hex(4)
+        self.rpc = make_dispatcher(directory)
         self.name = "https" if tls else "web"
         if tls is not None:
             self.busy_reply = None

@@ -1,0 +1,79 @@
+"""The source interface, and the record every source answers with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+Lines = tuple[str, ...]
+
+NO_PLAN = "No Plan."
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one source knows about one user.
+
+    ``status`` is what the web view, JSON, XML-RPC and IRC show; ``short``
+    and ``verbose`` are the finger replies to ``name`` and ``/W name``.  Each
+    source lays out its own finger replies because only it knows which
+    fields it has (an account has a shell, a status line has not).
+    """
+
+    name: str
+    status: Lines
+    short: Lines
+    verbose: Lines
+
+
+class SourceError(Exception):
+    """A source could not answer (timeout, crash, upstream error): ask the next one."""
+
+
+class Source(Protocol):
+    """A place statuses come from.
+
+    ``blocking`` is False only for sources that answer from memory: those the
+    finger service may ask on its accepting thread.
+    """
+
+    name: str
+    blocking: bool
+
+    def lookup(self, name: str) -> Record | None:
+        """The record for a valid user name, None when unknown; SourceError when unable to tell."""
+
+    def names(self) -> Sequence[tuple[str, Lines]] | None:
+        """Every user this source would list, with their status; None when it cannot list."""
+
+    def stop(self) -> None:
+        """Give up on work in progress; called once when the daemon stops."""
+
+
+def status_record(name: str, status: Lines) -> Record:
+    """The record of a plain status (the status file, a command, a URL).
+
+    The short reply is the status itself, as in the Twisted tutorial; the
+    verbose one adds the login line, as classic finger daemons do.
+    """
+    if not status:
+        return Record(name, status, (NO_PLAN,), (f"Login: {name}", NO_PLAN))
+    return Record(name, status, status, (f"Login: {name}", "Plan:", *status))
+
+
+def text_lines(data: bytes, limit: int) -> Lines:
+    """Bytes from a file, a program or a URL as status lines.
+
+    Bytes that are not UTF-8 become the text ``\\xNN``, so one bad byte
+    costs only itself; trailing blank lines go, and text past ``limit`` bytes
+    is cut with a visible marker.
+    """
+    truncated = len(data) > limit
+    text = data[:limit].decode("utf-8", "backslashreplace")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if truncated:
+        lines.append(f"[truncated at {limit // 1024} KiB]")
+    return tuple(lines)

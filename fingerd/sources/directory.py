@@ -1,0 +1,95 @@
+"""The directory: the configured sources asked in order (SPEC 6).
+
+Every service looks names up here, so a name means the same thing on
+finger, the web view, JSON, XML-RPC and IRC.  The first source that knows a
+name answers.  A source that fails is logged and skipped; when no source
+knows the name and one of them failed, the answer says the lookup failed
+rather than "No such user", which would be a lie.
+
+``wait=False`` asks without blocking: the answer comes only from the
+sources that live in memory, or is None when a source that may block would
+have to be asked.  The finger service answers that way on its accepting
+thread and sends the rest to its lookup workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fingerd.protocol import is_valid_name
+from fingerd.render import visible
+from fingerd.sources.base import Lines, Record, Source, SourceError
+from fingerd.users.table import UserTable
+
+log = logging.getLogger("fingerd.sources")
+
+Listing = list[tuple[str, Lines]]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The outcome of asking the sources for one name."""
+
+    record: Record | None
+    failed: tuple[str, ...] = ()
+
+
+class Directory:
+    """The `--source` list, in order, and the user table whose generation names its state."""
+
+    def __init__(self, sources: Sequence[Source], table: UserTable) -> None:
+        self.sources = tuple(sources)
+        self.table = table
+
+    def generation(self) -> int:
+        """Changes whenever an answer given without waiting could change."""
+        return self.table.snapshot().generation
+
+    def lookup(self, name: str, wait: bool = True) -> Lookup | None:
+        """Ask the sources for ``name``; None only when ``wait`` is False and a blocking source is next."""
+        if not is_valid_name(name):
+            return Lookup(None)
+        failed: list[str] = []
+        for source in self.sources:
+            if source.blocking and not wait:
+                return None
+            try:
+                record = source.lookup(name)
+            except SourceError as error:
+                log.warning("source %s failed for %s: %s", source.name, name, visible(str(error)))
+                failed.append(source.name)
+                continue
+            except Exception:
+                log.exception("source %s failed for %s", source.name, name)
+                failed.append(source.name)
+                continue
+            if record is not None:
+                return Lookup(record)
+        return Lookup(None, tuple(failed))
+
+    def listing(self, wait: bool = True) -> Listing | None:
+        """Everyone the listing sources know, sorted by name; the first source to list a name wins."""
+        merged: dict[str, Lines] = {}
+        for source in self.sources:
+            if source.blocking and not wait:
+                return None
+            for name, status in self._names(source):
+                merged.setdefault(name, status)
+        return sorted(merged.items())
+
+    @staticmethod
+    def _names(source: Source) -> Sequence[tuple[str, Lines]]:
+        try:
+            return source.names() or ()
+        except SourceError as error:
+            log.warning("source %s cannot list: %s", source.name, visible(str(error)))
+        except Exception:
+            log.exception("source %s cannot list", source.name)
+        return ()
+
+    def stop(self) -> None:
+        """Tell every source to give up on work in progress."""
+        for source in self.sources:
+            source.stop()

@@ -1,0 +1,26 @@
+"""The ``file`` source: the status file's user table, answered from memory."""
+
+from __future__ import annotations
+
+from fingerd.sources.base import Lines, Record, status_record
+from fingerd.users.table import UserTable
+
+
+class FileSource:
+    """Statuses from the status file (SPEC 5); never blocks."""
+
+    name = "file"
+    blocking = False
+
+    def __init__(self, table: UserTable) -> None:
+        self.table = table
+
+    def lookup(self, name: str) -> Record | None:
+        found = self.table.snapshot().lookup(name)
+        return None if found is None else status_record(*found)
+
+    def names(self) -> list[tuple[str, Lines]]:
+        return sorted(self.table.snapshot().users.items())
+
+    def stop(self) -> None:
+        """Nothing to give up: the table is in memory."""
