@@ -3,7 +3,7 @@
 Start-up follows one rule: *accept nothing until everything is ready*::
 
     parse options ──> open logs ──> bind ports (as root) ──> drop privileges
-        ──> load and watch the status file ──> signal handlers ──> pidfile
+        ──> load and watch the status file ──> sources ──> signal handlers ──> pidfile
         ──> listen and serve ──> READY=1 ──> main loop
 
 Ports are bound before the drop because only root may bind port 79; they
@@ -43,8 +43,11 @@ from fingerd.irc_bot import IRCBot
 from fingerd.setter.tcp import TcpSetterServer
 from fingerd.setter.unix import UnixSetterServer
 from fingerd.sources.base import Source
+from fingerd.sources.command import CommandSource
 from fingerd.sources.directory import Directory
 from fingerd.sources.file import FileSource
+from fingerd.sources.passwd import PasswdSource
+from fingerd.sources.web import WebSource
 from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
 from fingerd.users.writer import StatusFileWriter
@@ -106,10 +109,18 @@ class Application:
         self._reload_requested = False
 
     def _source(self, name: str) -> Source:
-        """One configured source; the option values were checked by `fingerd.config`."""
-        if name == "file":
-            return FileSource(self.table)
-        raise StartupError(f"argument --source: {name!r} is not available", 2)
+        """One configured source; the option values were checked by `fingerd.config`.
+
+        No source may take longer than a finger client is kept waiting.
+        """
+        options = self.options
+        if name == "passwd":
+            return PasswdSource(options.passwd_min_uid, options.passwd_deny)
+        if name == "command":
+            return CommandSource(options.command_argv, min(options.command_timeout, options.timeout))
+        if name == "web":
+            return WebSource(options.web_url, min(options.web_timeout, options.timeout), options.web_cache_ttl)
+        return FileSource(self.table)
 
     def _web_servers(self) -> list[WebServer]:
         options = self.options
@@ -185,6 +196,7 @@ class Application:
             raise StartupError(str(error), 2) from None
         self._open_log_file()
         self._start_service(self.watcher)
+        self._start_service(self.directory)
         self._start_service(self.access)
         self._install_signal_handlers()
         if self.pidfile is not None:

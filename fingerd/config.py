@@ -20,13 +20,18 @@ import grp
 import os
 import pwd
 import re
+import shlex
+import shutil
 import ssl
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 import configargparse
 
 from fingerd.irc_bot import parse_server
 from fingerd.listen import resolve_listen_address
+from fingerd.protocol import is_valid_name
+from fingerd.sources.command import CommandSource
 from fingerd.web.pages import Templates, TemplateError
 
 ENV_PREFIX = "FINGERD_"
@@ -124,6 +129,7 @@ def _checked(convert: Callable[[str], object], accept: Callable[[object], bool],
 
 _port = _checked(int, lambda value: 0 <= value <= 65535, "a port number from 0 to 65535")
 _seconds = _checked(float, lambda value: 0 < value <= 86400, "seconds, more than 0 and at most 86400")
+_ttl = _checked(float, lambda value: 0 <= value <= 86400, "seconds, from 0 to 86400")
 _count = _checked(int, lambda value: value >= 1, "a whole number of at least 1")
 _uid = _checked(int, lambda value: value >= 0, "a uid, 0 or more")
 _level = _checked(str.lower, lambda value: value in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS))
@@ -153,9 +159,17 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     sources.add_argument(
         "--source", action="append", choices=SOURCES, metavar="NAME", help="lookup order, repeatable; default: file"
     )
-    sources.add_argument("--passwd-min-uid", type=_uid, default=1000, metavar="N", help="passwd source" + PLANNED)
-    sources.add_argument("--command", metavar="CMDLINE", help="command source" + PLANNED)
-    sources.add_argument("--web-url", metavar="TEMPLATE", help="web source URL with {name}" + PLANNED)
+    sources.add_argument("--passwd-min-uid", type=_uid, default=1000, metavar="N", help="passwd: lowest uid shown")
+    sources.add_argument("--passwd-deny", action="append", metavar="NAME", help="passwd: an account never shown, repeatable")
+    sources.add_argument(
+        "--command", metavar="CMDLINE", help="command: program and fixed arguments, never run by a shell; the name is appended"
+    )
+    sources.add_argument("--command-timeout", type=_seconds, default=5.0, metavar="SECONDS", help="command: time limit")
+    sources.add_argument("--web-url", metavar="TEMPLATE", help="web: http(s) URL with {name}")
+    sources.add_argument("--web-timeout", type=_seconds, default=5.0, metavar="SECONDS", help="web: time limit per fetch")
+    sources.add_argument(
+        "--web-cache-ttl", type=_ttl, default=30.0, metavar="SECONDS", help="web: how long answers are kept; 0: not kept"
+    )
 
     web = parser.add_argument_group("web, setter and IRC")
     web.add_argument("--web-port", type=_port, default=8000, metavar="N", help="web view (HTML, JSON, XML-RPC); 0: off")
@@ -205,12 +219,57 @@ def resolve(options: argparse.Namespace) -> str:
     except ValueError as error:
         return f"argument --bind: {error}"
     return (
-        _check_irc(options)
+        _check_sources(options)
+        or _check_irc(options)
         or _load_tls(options)
         or _load_templates(options)
         or _check_logging(options)
         or _check_identity(options)
     )
+
+
+def _check_sources(options: argparse.Namespace) -> str:
+    """Each source's options: present when the source is used, and only then."""
+    options.passwd_deny = options.passwd_deny or []
+    for name in options.passwd_deny:
+        if not is_valid_name(name):
+            return f"argument --passwd-deny: not a user name: {name!r}"
+    for source, option, value in (("command", "--command", options.command), ("web", "--web-url", options.web_url)):
+        if source in options.source and not value:
+            return f"argument --source: {source} needs {option}"
+        if value and source not in options.source:
+            return f"argument {option}: set, but --source does not list {source}"
+    return _check_command(options) or _check_web_url(options)
+
+
+def _check_command(options: argparse.Namespace) -> str:
+    """Split the command line now and find the program, so a typo stops start-up."""
+    options.command_argv = []
+    if not options.command:
+        return ""
+    try:
+        argv = shlex.split(options.command)
+    except ValueError as error:
+        return f"argument --command: cannot split {options.command!r}: {error}"
+    if not argv:
+        return "argument --command: empty command line"
+    program = shutil.which(argv[0], path=CommandSource.environment["PATH"])
+    if program is None:
+        return f"argument --command: no executable {argv[0]!r} (searched {CommandSource.environment['PATH']})"
+    options.command_argv = [os.path.abspath(program), *argv[1:]]
+    return ""
+
+
+def _check_web_url(options: argparse.Namespace) -> str:
+    url = options.web_url
+    if not url:
+        return ""
+    if "{name}" not in url:
+        return f"argument --web-url: {url!r} has no {{name}}"
+    parts = urlsplit(url.replace("{name}", "x"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"argument --web-url: {url!r} is not an http or https URL"
+    return ""
 
 
 IRC_NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}")

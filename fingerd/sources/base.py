@@ -47,8 +47,14 @@ class Source(Protocol):
     def names(self) -> Sequence[tuple[str, Lines]] | None:
         """Every user this source would list, with their status; None when it cannot list."""
 
-    def stop(self) -> None:
-        """Give up on work in progress; called once when the daemon stops."""
+    def start(self) -> None:
+        """Start any threads of the source's own; called before the first lookup."""
+
+    def alive(self) -> bool:
+        """False when a thread of the source has died."""
+
+    def stop(self, deadline: float) -> None:
+        """Give up on work in progress by ``deadline``; called once when the daemon stops."""
 
 
 def status_record(name: str, status: Lines) -> Record:

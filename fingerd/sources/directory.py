@@ -89,7 +89,14 @@ class Directory:
             log.exception("source %s cannot list", source.name)
         return ()
 
-    def stop(self) -> None:
+    def start(self) -> None:
+        for source in self.sources:
+            source.start()
+
+    def alive(self) -> bool:
+        return all(source.alive() for source in self.sources)
+
+    def stop(self, deadline: float) -> None:
         """Tell every source to give up on work in progress."""
         for source in self.sources:
-            source.stop()
+            source.stop(deadline)

@@ -22,5 +22,11 @@ class FileSource:
     def names(self) -> list[tuple[str, Lines]]:
         return sorted(self.table.snapshot().users.items())
 
-    def stop(self) -> None:
+    def start(self) -> None:
+        """No threads of its own."""
+
+    def alive(self) -> bool:
+        return True
+
+    def stop(self, deadline: float) -> None:
         """Nothing to give up: the table is in memory."""
