@@ -92,10 +92,10 @@ class Daemon:
         options: dict[str, object],
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
-        command: Sequence[str] = (sys.executable, str(ENTRY)),
+        program: Sequence[str] = (sys.executable, str(ENTRY)),
     ):
         self.workdir = workdir
-        self.command = list(command)
+        self.program = list(program)
         self.port = port
         self.status_file = Path(str(options.get("status-file", workdir / "status")))
         self.config = workdir / "fingerd.conf"
@@ -125,7 +125,7 @@ class Daemon:
         env = dict(self.env, NOTIFY_SOCKET=str(notify_path))
         self.stderr = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [*self.command, "-c", str(self.config), *self.args], cwd=ROOT, env=env, stderr=self.stderr
+            [*self.program, "-c", str(self.config), *self.args], cwd=ROOT, env=env, stderr=self.stderr
         )
         if wait:
             self.wait_for("READY=1")
@@ -212,7 +212,7 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
         wait: bool = True,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
-        command: Sequence[str] = (sys.executable, str(ENTRY)),
+        program: Sequence[str] = (sys.executable, str(ENTRY)),
         workdir: Path | None = None,
         **options,
     ):
@@ -220,10 +220,10 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
             workdir = tmp_path / f"daemon{len(daemons)}"
             workdir.mkdir()
         options = {
-            key.replace("_", "-"): value.format(workdir=workdir) if isinstance(value, str) else value
+            key.replace("_", "-"): value.replace("{workdir}", str(workdir)) if isinstance(value, str) else value
             for key, value in options.items()
         }
-        daemon = Daemon(workdir, ports.take(), options, env, args, command)
+        daemon = Daemon(workdir, ports.take(), options, env, args, program)
         if status is not None:
             data = status.encode() if isinstance(status, str) else status
             daemon.status_file.write_bytes(data)

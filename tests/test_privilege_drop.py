@@ -7,6 +7,7 @@ then.  The status file lives in a directory the unprivileged user can read.
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,7 +55,7 @@ def dropped(start_daemon, shared_dir, ports, tmp_path):
     web_port, https_port = ports.take(), ports.take()
     daemon = start_daemon(
         None,
-        command=AUDITED,
+        program=AUDITED,
         workdir=shared_dir,
         user="nobody",
         group="nogroup",
@@ -157,3 +159,69 @@ def test_a_status_file_the_daemon_cannot_replace_is_a_clear_setter_error(dropped
     assert reply.startswith(b"ERROR cannot update the status file: Permission denied")
     assert (shared_dir / "status").read_bytes() == before
     assert daemon.query(b"alice\r\n") == b"before\r\n"
+
+
+def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, shared_dir, tmp_path):
+    """passwd, command and web (plain and TLS) all answer after the drop, importing nothing new."""
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    secure = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    cert, key = tmp_path / "up-cert.pem", tmp_path / "up-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    for server in (upstream, secure):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        daemons = [
+            start_daemon(
+                "alice: filed\n", workdir=shared_dir, program=AUDITED, user="nobody", group="nogroup",
+                source="[file, passwd, web, command]", passwd_min_uid=0, command="/bin/echo ran for",
+                web_url=f"http://localhost:{upstream.server_address[1]}/{{name}}",
+            ),
+        ]
+        daemon = daemons[0]
+        assert daemon.text("alice") == "filed\r\n"
+        assert daemon.text("root").startswith("Login: root")
+        assert daemon.text("webuser") == "webuser from the web\r\n"
+        assert daemon.text("missing") == "ran for missing\r\n"
+        assert "root" in daemon.text("")
+        assert daemon.stop() == 0
+        tls_dir = shared_dir / "tls"
+        tls_dir.mkdir()
+        tls_dir.chmod(0o755)
+        daemon = start_daemon(
+            "", workdir=tls_dir, program=AUDITED, user="nobody", group="nogroup", source="[web]",
+            web_url=f"https://localhost:{secure.server_address[1]}/{{name}}",
+        )
+        assert daemon.text("webuser") == "Lookup failed, try again later\r\n"
+        assert "SSLError" in daemon.wait_for_log("source web failed for webuser")
+        assert daemon.stop() == 0
+        for log in (daemons[0].log(), daemon.log()):
+            assert "IMPORT AFTER DROP" not in log
+            assert "Traceback" not in log
+    finally:
+        for server in (upstream, secure):
+            server.shutdown()
+            server.server_close()
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        name = self.path.strip("/")
+        if name != "webuser":
+            self.send_error(404)
+            return
+        body = f"{name} from the web\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
