@@ -29,6 +29,9 @@ Job = tuple[Call, Call | None]
 class WorkerPool:
     """`size` named threads taking jobs from one queue; `start()`, `submit()`, `stop()`."""
 
+    least_wait = 0.05
+    """Seconds to wait for each thread at stop even past the deadline: an idle one is that quick."""
+
     def __init__(self, name: str, size: int) -> None:
         self.name = name
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -57,7 +60,7 @@ class WorkerPool:
         for _ in self._threads:
             self._jobs.put(None)
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(self.least_wait, deadline - time.monotonic()))
         stuck = [thread.name for thread in self._threads if thread.is_alive()]
         if stuck:
             log.warning("%s still busy at shutdown: %s", self.name, ", ".join(stuck))

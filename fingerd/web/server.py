@@ -87,8 +87,9 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         try:
             request.settimeout(self.settings.timeout)
             if self.tls is not None:
-                connection = self.tls.wrap_socket(request, server_side=True)
+                connection = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
                 self.track(connection)
+                connection.do_handshake()
             self.finish_request(connection, client_address)
         except (OSError, ssl.SSLError) as error:
             log.debug("%s: %s", peer_text(client_address), error)
