@@ -55,7 +55,8 @@ def test_the_effective_configuration_is_logged_with_its_sources(start_daemon):
     assert f"config file {daemon.config}: " in origins and "finger-port" in origins
     assert origins.endswith("defaults for the rest")
     effective = next(line for line in log.splitlines() if "INFO fingerd: effective configuration: " in line)
-    for setting in (f"finger-port={daemon.port}", "max-connections=9", "timeout=4.0", "log-peers=true", "bind=127.0.0.1"):
+    expected = (f"finger-port={daemon.port}", "max-connections=9", "timeout=4.0", "log-peers=true", "bind=127.0.0.1")
+    for setting in expected:
         assert f" {setting} " in effective + " ", effective
 
 

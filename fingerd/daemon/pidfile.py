@@ -30,7 +30,8 @@ class PidFile:
         """Record this process; refuse if another live process is recorded."""
         other = self._recorded_pid()
         if other and other != os.getpid() and _is_running(other):
-            raise PidFileError(f"{self.path} names a running process ({other}); is fingerd already running?", errno.EEXIST)
+            message = f"{self.path} names a running process ({other}); is fingerd already running?"
+            raise PidFileError(message, errno.EEXIST)
         temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
