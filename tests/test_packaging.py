@@ -4,11 +4,13 @@ The wheel is built once, as ``pip install .`` builds it (in an isolated
 build environment, which needs the package index for setuptools), then
 installed without dependencies into a virtual environment that sees this
 interpreter's packages (watchdog, ConfigArgParse, irc) but not the
-checkout: the command runs from a directory outside it.
+checkout: the command runs from a directory outside it.  The build runs on
+a copy of the source, so it leaves no ``build/`` behind in the checkout.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,9 +30,11 @@ def run(*command: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = out / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "bench"))
     built = run(
         sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--quiet",
-        "--wheel-dir", str(out), str(ROOT), cwd=out,
+        "--wheel-dir", str(out), str(source), cwd=out,
     )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = out.glob("fingerd-*.whl")
