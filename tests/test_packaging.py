@@ -31,7 +31,8 @@ def run(*command: str, cwd: Path) -> subprocess.CompletedProcess:
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     source = out / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "bench"))
+    skipped = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "bench")
+    shutil.copytree(ROOT, source, ignore=skipped)
     built = run(
         sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--quiet",
         "--wheel-dir", str(out), str(source), cwd=out,
