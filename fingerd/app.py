@@ -20,6 +20,7 @@ starting.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import resource
 import signal
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from fingerd.config import Parser
+from fingerd.daemon.access import AccessError, check_status_file, setter_warnings
 from fingerd.daemon.access_log import AccessLog
 from fingerd.daemon.identity import IdentityError, drop_privileges, target_ids
 from fingerd.daemon.logs import Logs
@@ -70,11 +72,16 @@ Listener = FingerServer | WebServer | TcpSetterServer | UnixSetterServer
 
 
 class StartupError(Exception):
-    """Start-up failed in a way the operator must fix; carries the exit status."""
+    """Start-up failed in a way the operator must fix; carries the exit status.
 
-    def __init__(self, message: str, status: int = 1) -> None:
+    ``errno`` is what the service manager is told (``ERRNO=``), so that
+    ``start-stop-daemon`` can say why in its own words too.
+    """
+
+    def __init__(self, message: str, status: int = 1, error_number: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.errno = error_number or (errno.EINVAL if status == 2 else errno.EIO)
 
 
 class Application:
@@ -186,6 +193,7 @@ class Application:
         return status
 
     def _start(self) -> None:
+        self.notifier.connect()
         self._raise_descriptor_limit()
         for listener in list(self.listeners):
             self._bind(listener)
@@ -194,6 +202,7 @@ class Application:
             log.info("%s", drop_privileges(self.options.user, self.options.group))
         except IdentityError as error:
             raise StartupError(str(error), 2) from None
+        self._check_access()
         self._open_log_file()
         self._start_service(self.watcher)
         self._start_service(self.directory)
@@ -203,14 +212,27 @@ class Application:
             try:
                 self.pidfile.write()
             except PidFileError as error:
-                raise StartupError(str(error)) from None
+                raise StartupError(str(error), 1, error.errno) from None
         for listener in self.listeners:
             try:
                 self._start_service(listener)
             except OSError as error:
-                raise StartupError(f"cannot listen on {listener.listen_address}: {error.strerror or error}") from None
+                message = f"cannot listen on {listener.listen_address}: {error.strerror or error}"
+                raise StartupError(message, 1, error.errno) from None
         if self.irc_bot is not None:
             self._start_service(self.irc_bot)
+
+    def _check_access(self) -> None:
+        """As the daemon's own user: can it read the status file, and can the setters write?"""
+        try:
+            check_status_file(self.options.status_file)
+        except AccessError as error:
+            raise StartupError(str(error), 2, error.errno) from None
+        if self.socket_setter is None and not self.options.setter_port:
+            return
+        socket_path = self.socket_setter.path if self.socket_setter is not None else None
+        for problem in setter_warnings(self.options.status_file, socket_path):
+            log.warning("%s", problem)
 
     def _open_log_file(self) -> None:
         path = self.options.log_file
@@ -219,7 +241,7 @@ class Application:
         try:
             self.logs.use_file(path)
         except OSError as error:
-            raise StartupError(f"argument --log-file: cannot open {path!r}: {error.strerror}", 2) from None
+            raise StartupError(f"argument --log-file: cannot open {path!r}: {error.strerror}", 2, error.errno) from None
 
     def _bind(self, server: Listener) -> None:
         try:
@@ -228,7 +250,7 @@ class Application:
             for listener in self.listeners:
                 listener.server_close()
             reason = error.strerror or str(error)
-            raise StartupError(f"cannot listen on {server.listen_address}: {reason}") from None
+            raise StartupError(f"cannot listen on {server.listen_address}: {reason}", 1, error.errno) from None
 
     def _start_service(self, service: Service) -> None:
         service.start()
@@ -297,17 +319,27 @@ class Application:
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fingerd` command."""
     parser = Parser()
-    options = parser.parse(argv)
+    try:
+        options = parser.parse(argv)
+    except SystemExit as exit:
+        if exit.code:
+            Notifier().failed(errno.EINVAL)
+        raise
     if options.check_config:
         sys.stdout.write(parser.effective(options))
         return 0
-    logs = Logs(options.log_level, options.syslog)
+    logs = Logs(options.log_level, options.syslog, options.log_peers)
+    log.info("configuration: %s", parser.origins_line())
+    log.info("effective configuration: %s", parser.effective_line(options))
+    application = Application(options, logs)
     try:
-        return Application(options, logs).run()
+        return application.run()
     except StartupError as error:
         log.critical("%s", error)
         if not logs.to_stderr:
             print(f"fingerd: {error}", file=sys.stderr)
+        application.notifier.failed(error.errno)
         return error.status
     finally:
+        application.notifier.close()
         logs.close()

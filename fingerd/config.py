@@ -97,11 +97,34 @@ class Parser(configargparse.ArgumentParser):
     def effective(self, options: argparse.Namespace) -> str:
         """The configuration in config-file syntax, then where each value came from."""
         lines = ["# effective configuration"]
+        lines.extend(f"{key} = {value}" for key, value in self._effective_pairs(options))
+        return "\n".join(lines) + "\n\n# where the values came from\n" + self.format_values()
+
+    def effective_line(self, options: argparse.Namespace) -> str:
+        """The effective configuration on one line, for the start-up log."""
+        return " ".join(f"{key}={shlex.quote(value)}" for key, value in self._effective_pairs(options))
+
+    def origins_line(self) -> str:
+        """Where the values came from, on one line: what each source set; the rest are defaults."""
+        parts = []
+        for source, settings in self._source_to_settings.items():
+            if source == "command_line":
+                words = settings.get("", (None, []))[1]
+                if words:
+                    parts.append("command line: " + shlex.join(words))
+            elif source == "environment_variables":
+                parts.append("environment: " + ", ".join(settings))
+            elif source.startswith("config_file|"):
+                parts.append(f"config file {source.partition('|')[2]}: " + ", ".join(settings))
+        return "; ".join([*parts, "defaults for the rest"])
+
+    def _effective_pairs(self, options: argparse.Namespace) -> list[tuple[str, str]]:
+        pairs = []
         for action in self._actions:
             keys = self.get_possible_config_keys(action)
             if keys:
-                lines.append(f"{keys[0]} = {_config_value(getattr(options, action.dest))}")
-        return "\n".join(lines) + "\n\n# where the values came from\n" + self.format_values()
+                pairs.append((keys[0], _config_value(getattr(options, action.dest))))
+        return pairs
 
 
 def _config_value(value: object) -> str:
@@ -195,6 +218,9 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     daemon.add_argument("--log-file", default="", metavar="PATH", help="log here instead of stderr")
     daemon.add_argument("--log-level", type=_level, default="info", metavar="LEVEL", help="least severe level logged")
     daemon.add_argument("--syslog", action="store_true", help="log to syslog")
+    daemon.add_argument(
+        "--log-peers", action=argparse.BooleanOptionalAction, default=True, help="write client addresses in the logs"
+    )
 
 
 def resolve(options: argparse.Namespace) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from fingerd.daemon.logs import PeerAddress
+
 
 @dataclass(frozen=True)
 class ListenAddress:
@@ -88,8 +90,12 @@ class ListenerMixin:
 
 
 def peer_text(address: object) -> str:
-    """A peer address for logs, with IPv4-mapped IPv6 shown as plain IPv4."""
+    """A peer address for logs, with IPv4-mapped IPv6 shown as plain IPv4.
+
+    It is a `PeerAddress`, so that ``--no-log-peers`` can blank it in every
+    log line it is passed to as an argument.
+    """
     if not isinstance(address, tuple) or not address:
         return "local"
     host = str(address[0])
-    return host[7:] if host.startswith("::ffff:") and "." in host else host
+    return PeerAddress(host[7:] if host.startswith("::ffff:") and "." in host else host)

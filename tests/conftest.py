@@ -75,6 +75,15 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
     return found
 
 
+def thread_identities(pid: int) -> list[dict[str, list[str]]]:
+    """Uid, Gid and Groups of every thread of a process, from /proc/PID/task/*/status."""
+    identities = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
+        identities.append({key: fields[key].split() for key in ("Uid", "Gid", "Groups")})
+    return identities
+
+
 def read_all(sock: socket.socket) -> bytes:
     chunks = []
     while chunk := sock.recv(65536):

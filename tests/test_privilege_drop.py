@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import thread_identities
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 
 AUDITED = (sys.executable, str(Path(__file__).resolve().parent / "audit_imports.py"))
@@ -87,14 +89,6 @@ def use_the_web_view(daemon) -> None:
     secure = f"https://127.0.0.1:{daemon.https_port}"
     assert urllib.request.urlopen(secure + "/~alice", timeout=10, context=context).read()
     assert xmlrpc.client.ServerProxy(secure + "/RPC2", context=context).getUsers()
-
-
-def thread_identities(pid: int) -> list[dict[str, list[str]]]:
-    identities = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
-        identities.append({key: fields[key].split() for key in ("Uid", "Gid", "Groups")})
-    return identities
 
 
 def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir):

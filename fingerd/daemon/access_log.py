@@ -8,6 +8,11 @@ holds the GIL long enough to delay a query), formatted exactly like every
 other log line, and writes them with one call.  With syslog, where
 each line must be its own message, it falls back to one `logging` record
 per line, still off the accepting thread.
+
+Every line starts with the client's address and a space (``-`` where there
+is none).  With ``--no-log-peers`` that first word is written as ``-``, here
+rather than at each call site, and in this thread rather than the
+accepting one.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class AccessLog:
         self._stamp = ""
 
     def record(self, text: str) -> None:
-        """Note one access line (already escaped); cheap enough for every query."""
+        """Note one access line (already escaped, peer first); cheap enough for every query."""
         if self.enabled:
             self._pending.append((time.time(), text))
 
@@ -68,6 +73,8 @@ class AccessLog:
             entries.append(self._pending.popleft())
         if not entries:
             return
+        if not self.logs.log_peers:
+            entries = [(moment, "- " + text.partition(" ")[2]) for moment, text in entries]
         stream = self.logs.stream()
         if stream is None:
             for _, text in entries:

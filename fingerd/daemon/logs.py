@@ -3,6 +3,11 @@
 One access line per query goes to the ``fingerd.access`` logger at INFO;
 everything else to ``fingerd.*``.  Under systemd (``JOURNAL_STREAM`` set)
 stderr lines carry no timestamp, because the journal adds its own.
+
+With ``--no-log-peers`` client addresses are written as ``-``.  Every
+address the services log is a `PeerAddress` passed as a logging argument,
+so one filter on the handler can blank them all without the services
+knowing; the access log, which writes its own lines, asks `log_peers`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,20 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
 SYSLOG_FORMAT = "fingerd[%(process)d]: %(levelname)s %(name)s: %(message)s"
 SYSLOG_SOCKET = "/dev/log"
+
+
+class PeerAddress(str):
+    """A client's address as logged; `Logs` blanks it when peers are not to be logged."""
+
+
+class HidePeers(logging.Filter):
+    """Replaces every `PeerAddress` argument of a record with ``-``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(arg, PeerAddress) for arg in args):
+            record.args = tuple("-" if isinstance(arg, PeerAddress) else arg for arg in args)
+        return True
 
 
 class ReopeningFileHandler(logging.FileHandler):
@@ -42,12 +61,15 @@ class Logs:
     user, and the daemon must be able to reopen it on SIGHUP anyway.
     """
 
-    def __init__(self, level: str, syslog: bool) -> None:
+    def __init__(self, level: str, syslog: bool, log_peers: bool = True) -> None:
+        self.log_peers = log_peers
         self.root = logging.getLogger()
         self.root.setLevel(level.upper())
         self.handler = self._install(self._syslog_handler() if syslog else self._stderr_handler())
 
     def _install(self, handler: logging.Handler) -> logging.Handler:
+        if not self.log_peers:
+            handler.addFilter(HidePeers())
         self.root.handlers[:] = [handler]
         return handler
 

@@ -7,11 +7,16 @@ directory another user controls would invite a symlink attack.
 
 from __future__ import annotations
 
+import errno
 import os
 
 
 class PidFileError(Exception):
     """The pidfile names a running process, or cannot be written."""
+
+    def __init__(self, message: str, error_number: int) -> None:
+        super().__init__(message)
+        self.errno = error_number
 
 
 class PidFile:
@@ -25,7 +30,8 @@ class PidFile:
         """Record this process; refuse if another live process is recorded."""
         other = self._recorded_pid()
         if other and other != os.getpid() and _is_running(other):
-            raise PidFileError(f"{self.path} names a running process ({other}); is fingerd already running?")
+            message = f"{self.path} names a running process ({other}); is fingerd already running?"
+            raise PidFileError(message, errno.EEXIST)
         temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -33,7 +39,7 @@ class PidFile:
                 handle.write(b"%d\n" % os.getpid())
             os.replace(temporary, self.path)
         except OSError as error:
-            raise PidFileError(f"cannot write pidfile {self.path}: {error.strerror}") from None
+            raise PidFileError(f"cannot write pidfile {self.path}: {error.strerror}", error.errno) from None
         self._written = True
 
     def remove(self) -> None:

@@ -1,0 +1,69 @@
+"""What the daemon's user must be able to reach, checked as soon as it is that user.
+
+After the privilege drop, a status file the user cannot read would leave the
+daemon serving an empty table until someone noticed, and a directory it
+cannot write would make every ``fingerd set`` fail.  Both are found here, at
+start-up, with ``os.access`` as the running user (so groups and ACLs count
+as the kernel counts them), rather than at the first query or the first
+update.  An unreadable status file stops start-up; an unwritable directory
+only costs the setters, so it is a warning.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+
+
+class AccessError(Exception):
+    """The running user cannot read what it must serve."""
+
+    errno = errno.EACCES
+
+
+def running_user() -> str:
+    """``nobody (uid 65534)``: who the checks were made as, for the messages."""
+    uid = os.getuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_status_file(path: str) -> None:
+    """Raise AccessError if the status file exists but cannot be read or watched.
+
+    A missing file is fine (it is picked up when it appears), but only if its
+    directory can be listed: the watcher needs that to see it appear.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        if os.path.isdir(directory) and not os.access(directory, os.R_OK | os.X_OK):
+            raise AccessError(f"argument --status-file: {running_user()} cannot list {directory}") from None
+        return
+    except PermissionError:
+        raise AccessError(f"argument --status-file: {running_user()} cannot reach {path}") from None
+    if not os.access(path, os.R_OK):
+        raise AccessError(f"argument --status-file: {path} is not readable by {running_user()}")
+    if not os.access(directory, os.R_OK | os.X_OK):
+        raise AccessError(f"argument --status-file: {running_user()} cannot list {directory}, so edits go unseen")
+
+
+def setter_warnings(status_file: str, setter_socket: str | None) -> list[str]:
+    """Problems that only the setters will meet; one sentence each."""
+    problems = []
+    directory = os.path.dirname(os.path.abspath(status_file))
+    if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
+        problems.append(
+            f"{directory} is not writable by {running_user()}: statuses sent with 'fingerd set' cannot be saved"
+        )
+    if setter_socket:
+        socket_directory = os.path.dirname(os.path.abspath(setter_socket))
+        if not os.access(socket_directory, os.W_OK | os.X_OK):
+            problems.append(
+                f"{socket_directory} is not writable by {running_user()}: {setter_socket} will be left behind at exit"
+            )
+    return problems

@@ -1,0 +1,53 @@
+"""``--check-config``: parse, validate, print the effective values, exit 0 or 2, bind nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+AUDITED = (sys.executable, str(Path(__file__).resolve().parent / "audit_sockets.py"))
+
+
+def run_audited(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*AUDITED, *args], cwd=ROOT, capture_output=True, text=True, timeout=20, env=dict(os.environ))
+
+
+def every_listener(ports, tmp_path: Path) -> list[str]:
+    return [
+        "--bind", "127.0.0.1", "--finger-port", str(ports.take()), "--web-port", str(ports.take()),
+        "--setter-port", str(ports.take()), "--setter-socket", str(tmp_path / "setter.sock"),
+        "--status-file", str(tmp_path / "status"), "--pidfile", str(tmp_path / "fingerd.pid"),
+        "--log-file", str(tmp_path / "fingerd.log"), "--user", "root",
+    ]
+
+
+def test_check_config_binds_and_creates_nothing(ports, tmp_path):
+    result = run_audited(*every_listener(ports, tmp_path), "--check-config")
+    assert result.returncode == 0, result.stderr
+    assert "finger-port = " in result.stdout
+    assert "SOCKET" not in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_check_config_fails_with_2_and_binds_nothing(ports, tmp_path):
+    result = run_audited(*every_listener(ports, tmp_path), "--timeout", "never", "--check-config")
+    assert result.returncode == 2
+    assert "--timeout" in result.stderr.splitlines()[-1]
+    assert "SOCKET" not in result.stderr
+
+
+def test_the_audit_sees_a_bind(ports, tmp_path):
+    """The same audit on a real start (stopped at once by a port in use) reports the bind."""
+    arguments = every_listener(ports, tmp_path)
+    port = int(arguments[arguments.index("--finger-port") + 1])
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        result = run_audited(*arguments)
+    assert result.returncode == 1
+    assert f"SOCKET socket.bind ('127.0.0.1', {port})" in result.stderr

@@ -1,0 +1,88 @@
+"""``pip install .`` gives a working ``fingerd`` command with its templates.
+
+The wheel is built once, as ``pip install .`` builds it (in an isolated
+build environment, which needs the package index for setuptools), then
+installed without dependencies into a virtual environment that sees this
+interpreter's packages (watchdog, ConfigArgParse, irc) but not the
+checkout: the command runs from a directory outside it.  The build runs on
+a copy of the source, so it leaves no ``build/`` behind in the checkout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+TEMPLATES = ROOT / "fingerd" / "web" / "templates"
+
+
+def run(*command: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    source = out / "source"
+    skipped = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "bench")
+    shutil.copytree(ROOT, source, ignore=skipped)
+    built = run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--quiet",
+        "--wheel-dir", str(out), str(source), cwd=out,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = out.glob("fingerd-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def venv(wheel, tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("venv")
+    assert run(sys.executable, "-m", "venv", "--system-site-packages", str(home / "env"), cwd=home).returncode == 0
+    installed = run(
+        str(home / "env" / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index",
+        "--disable-pip-version-check", "--quiet", str(wheel), cwd=home,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return home
+
+
+def test_every_package_and_template_is_in_the_wheel(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for init in (ROOT / "fingerd").rglob("__init__.py"):
+        assert str(init.relative_to(ROOT)) in names, "a subpackage missing from pyproject.toml"
+    for module in (ROOT / "fingerd").rglob("*.py"):
+        assert str(module.relative_to(ROOT)) in names
+    for template in TEMPLATES.iterdir():
+        assert f"fingerd/web/templates/{template.name}" in names
+    assert any(name.endswith(".dist-info/entry_points.txt") for name in names)
+
+
+def test_the_installed_command_runs_from_its_own_files(venv):
+    help_text = run(str(venv / "env" / "bin" / "fingerd"), "--help", cwd=venv)
+    assert help_text.returncode == 0, help_text.stderr
+    assert "--check-config" in help_text.stdout and "--log-peers" in help_text.stdout
+    where = run(str(venv / "env" / "bin" / "python"), "-c", "import fingerd; print(fingerd.__file__)", cwd=venv)
+    assert where.stdout.startswith(str(venv / "env")), where.stdout + where.stderr
+
+
+def test_the_installed_command_loads_its_templates(venv):
+    """--check-config loads the packaged templates: a missing file would be exit 2."""
+    checked = run(
+        str(venv / "env" / "bin" / "fingerd"), "--check-config", "--status-file", str(venv / "status"), cwd=venv
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "web-port = 8000" in checked.stdout
+
+
+def test_fingerd_set_is_the_same_command(venv):
+    usage = run(str(venv / "env" / "bin" / "fingerd"), "set", "--help", cwd=venv)
+    assert usage.returncode == 0, usage.stderr
+    assert "--for" in usage.stdout
