@@ -134,7 +134,7 @@ def test_runs_unprivileged_with_only_the_bind_capability():
         daemon = Daemon(
             state, port,
             {"user": "nobody", "group": "nogroup", "setter-socket": str(state / "setter.sock")},
-            env=env, command=["unshare", "--mount", "--propagation", "private", "sh", str(wrapper), str(ENTRY)],
+            env=env, program=["unshare", "--mount", "--propagation", "private", "sh", str(wrapper), str(ENTRY)],
         )
         try:
             daemon.start()
