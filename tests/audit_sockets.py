@@ -2,6 +2,8 @@
 
 ``--check-config`` promises to bind nothing; an audit hook sees every
 ``bind`` and ``connect`` the interpreter makes, whichever module makes it.
+A bind to port 0 is left out: no client can reach such a socket, and
+urllib3 (under `requests`) makes one at import to learn whether IPv6 works.
 """
 
 import runpy
@@ -13,8 +15,12 @@ ENTRY = str(ROOT / "fingerd.py")
 
 
 def report_sockets(event: str, args: tuple) -> None:
-    if event in ("socket.bind", "socket.connect"):
-        sys.stderr.write(f"SOCKET {event} {args[1]!r}\n")
+    if event not in ("socket.bind", "socket.connect"):
+        return
+    address = args[1]
+    if event == "socket.bind" and isinstance(address, tuple) and address[1] == 0:
+        return
+    sys.stderr.write(f"SOCKET {event} {address!r}\n")
 
 
 sys.addaudithook(report_sockets)
