@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from conftest import ENTRY, ROOT
+from conftest import ENTRY, ROOT, OneShotServer
 
 STATUS = "alice: Writing the finger daemon\nbob: Out to lunch\n"
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
@@ -31,52 +29,6 @@ def client(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         capture_output=True,
         timeout=timeout,
     )
-
-
-class OneShotServer:
-    """A listening socket that answers one connection with fixed bytes, then closes it.
-
-    With ``reply=None`` it never accepts and never answers: the kernel
-    completes the handshake, and the client waits.  With ``keep_open`` the
-    connection stays open after the reply until the test is done.
-    """
-
-    def __init__(self, reply: bytes | None, host: str = "127.0.0.1", keep_open: bool = False) -> None:
-        self.reply = reply
-        self.keep_open = keep_open
-        self.done = threading.Event()
-        self.received = b""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.bind((host, 0))
-        self.sock.listen(8)
-        self.sock.settimeout(20)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> OneShotServer:
-        if self.reply is not None:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.done.set()
-        self.sock.close()
-        if self.thread.is_alive():
-            self.thread.join(20)
-
-    def _serve(self) -> None:
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(20)
-            while b"\n" not in self.received:
-                chunk = conn.recv(1024)
-                if not chunk:
-                    break
-                self.received += chunk
-            conn.sendall(self.reply)
-            if self.keep_open:
-                self.done.wait(30)
 
 
 @pytest.fixture
