@@ -34,7 +34,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -52,6 +52,8 @@ URL_SCHEME = "finger://"
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _PORT = re.compile(r"[0-9]{1,5}")
+_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+"""An IPv6 zone (``fe80::1%eth0``): an interface name or number."""
 MAX_HOST_NAME = 253
 
 Address = tuple[int, tuple]
@@ -108,15 +110,16 @@ def parse_host(text: str) -> str:
     labels whose last is not all digits: the resolver would read
     ``2130706433`` or ``0x7f.1`` as an IPv4 address (127.0.0.1), which
     would slip past a check on the text.  Names are ASCII, so resolving one
-    never loads the IDNA codec.
+    never loads the IDNA codec.  An IPv6 zone must look like an interface
+    name (`ipaddress` would take any text, control characters included).
     """
     if text.startswith("[") and text.endswith("]"):
         try:
-            return str(ipaddress.IPv6Address(text[1:-1]))
+            return _ip_literal(text[1:-1], ipaddress.IPv6Address)
         except ValueError:
             raise ValueError(f"not an IPv6 address: {text!r}") from None
     try:
-        return str(ipaddress.ip_address(text))
+        return _ip_literal(text, ipaddress.ip_address)
     except ValueError:
         pass
     name = text[:-1] if text.endswith(".") else text
@@ -128,6 +131,13 @@ def parse_host(text: str) -> str:
     ):
         raise ValueError(f"not a host name or address: {text!r}")
     return name.lower()
+
+
+def _ip_literal(text: str, parse: Callable[[str], object]) -> str:
+    _, percent, zone = text.partition("%")
+    if percent and not _SCOPE.fullmatch(zone):
+        raise ValueError(f"not an IPv6 zone: {zone!r}")
+    return str(parse(text))
 
 
 def split_host_port(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:

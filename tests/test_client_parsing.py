@@ -72,6 +72,10 @@ def test_parse_target_examples(text, expected):
         "alice@[::1]x",
         "alice@[127.0.0.1]",
         "alice@[host]",
+        "alice@[fe80::1%\x1b[2J]",
+        "alice@fe80::1%a b",
+        "alice@fe80::1%\u00e9",
+        "alice@fe80::1%",
         "alice@-host",
         "alice@host-",
         "alice@ho st",
@@ -160,7 +164,10 @@ def test_show_filters_escapes_and_keeps_text():
 LABEL = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z]", fullmatch=True)
 host_names = st.lists(LABEL, min_size=1, max_size=4).map(".".join)
 ipv4 = st.ip_addresses(v=4).map(str)
-ipv6 = st.ip_addresses(v=6).map(str)
+ipv6 = st.one_of(
+    st.ip_addresses(v=6).map(str),
+    st.tuples(st.ip_addresses(v=6, network="fe80::/10").map(str), st.sampled_from(["eth0", "2", "wlp3s0"])).map("%".join),
+)
 hosts = st.one_of(host_names, ipv4, ipv6)
 ports = st.integers(1, 65535)
 user_names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", fullmatch=True)
@@ -210,7 +217,15 @@ def test_parse_target_raises_only_value_error(text):
 
 @given(st.text(max_size=60), st.sampled_from(CONTROLS))
 def test_no_query_line_carries_a_control_character(text, control):
-    for candidate in (text, text + control, control + text, f"finger://host/{quote(text + control)}"):
+    candidates = (
+        text,
+        text + control,
+        control + text,
+        f"finger://host/{quote(text + control)}",
+        f"alice@[fe80::1%{text}{control}]@host",
+        f"alice@{text}{control}@host",
+    )
+    for candidate in candidates:
         try:
             line = parse_target(candidate).query()
         except ValueError:
