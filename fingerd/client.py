@@ -341,19 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
     """The options of ``fingerd query`` / ``python -m fingerd.client``."""
     parser = argparse.ArgumentParser(
         prog="fingerd query",
-        usage="%(prog)s [-h] [-l] [--port N] [--timeout SECONDS] [-e | --ascii] [/W] [[name][@host[:port]] | finger://host[:port]/name]",
+        usage=(
+            "%(prog)s [-h] [-l] [--port N] [--timeout SECONDS] [-e | --ascii]\n"
+            "       [/W] [[name][@host[:port]] | finger://host[:port]/name]"
+        ),
         description="Ask a finger server (RFC 1288) about a user, or for its user list.",
         epilog="Exit status: 0 done, 1 network error, 2 usage, 3 connection refused, 4 timed out, 5 unknown host.",
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "words", nargs="*", metavar="TARGET", help="[name][@host[:port]]... or finger://host[:port]/name; /W before it asks for the verbose form"
-    )
-    parser.add_argument("-l", "--long", action="store_true", help="the verbose form (sends /W)")
-    parser.add_argument("--port", type=parse_port, default=DEFAULT_PORT, metavar="N", help="port when the target names none (default 79)")
-    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="for the whole exchange (default 10)")
+    add = parser.add_argument
+    add("words", nargs="*", metavar="TARGET", help="[name][@host[:port]]... or finger://host[:port]/name")
+    add("-l", "--long", action="store_true", help="the verbose form (sends /W, as does a /W before TARGET)")
+    add("--port", type=parse_port, default=DEFAULT_PORT, metavar="N", help="port when TARGET names none (default 79)")
+    add("--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="whole exchange (default 10)")
     shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("-e", "--escape", action="store_true", help="show control characters as ^X and \\xNN instead of dropping them")
+    shown.add_argument("-e", "--escape", action="store_true", help="show control characters as ^X and \\xNN")
     shown.add_argument("--ascii", action="store_true", help="print printable 7-bit ASCII only")
     return parser
 

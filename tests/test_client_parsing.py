@@ -166,7 +166,9 @@ host_names = st.lists(LABEL, min_size=1, max_size=4).map(".".join)
 ipv4 = st.ip_addresses(v=4).map(str)
 ipv6 = st.one_of(
     st.ip_addresses(v=6).map(str),
-    st.tuples(st.ip_addresses(v=6, network="fe80::/10").map(str), st.sampled_from(["eth0", "2", "wlp3s0"])).map("%".join),
+    st.tuples(st.ip_addresses(v=6, network="fe80::/10").map(str), st.sampled_from(["eth0", "2", "wlp3s0"])).map(
+        "%".join
+    ),
 )
 hosts = st.one_of(host_names, ipv4, ipv6)
 ports = st.integers(1, 65535)

@@ -20,7 +20,11 @@ A_STATUS = "alice: on A\n"
 B_STATUS = "alice: on B\nbob: Out to lunch\n"
 ALLOW_LOOPBACK = {"forwarding": "true", "forward_allow": "[127.0.0.1]"}
 AUDITED = (sys.executable, str(Path(__file__).resolve().parent / "audit_network.py"))
-HOSTILE = b"ok \x1b[2J\x1b]0;title\x07 c1 \xc2\x9b\xc2\x85 bad \xff\xfe caf\xc3\xa9 \xe2\x80\xaertl\r\nsecond\rline\nlast"
+HOSTILE = (
+    b"ok \x1b[2J\x1b]0;title\x07 c1 \xc2\x9b\xc2\x85 bad \xff\xfe caf\xc3\xa9 \xe2\x80\xaertl\r\n"
+    b"second\rline\n"
+    b"last"
+)
 
 
 class Sink:
@@ -169,7 +173,9 @@ def test_other_ports_need_the_allow_list(start_daemon):
     assert daemon.text("alice@finger.example.org:25") == "Forwarding denied: host not allowed\r\n"
 
 
-@pytest.mark.parametrize("query", ["$(id)@127.0.0.1", "al ice@127.0.0.1", "alice@127.0.0.1:0", "alice@", "alice@-bad-", "alice@2130706433"])
+@pytest.mark.parametrize(
+    "query", ["$(id)@127.0.0.1", "al ice@127.0.0.1", "alice@127.0.0.1:0", "alice@", "alice@-bad-", "alice@2130706433"]
+)
 def test_bad_names_and_hosts_are_refused(a, query):
     assert a.text(query) == "Forwarding denied: not a user name and host\r\n"
 
@@ -241,7 +247,9 @@ def test_allow_list_entries_are_checked():
 
 
 def test_allow_list_is_shown_in_canonical_form():
-    result = run_fingerd("--forwarding", "--forward-allow", "Finger.Example.ORG.", "--forward-allow", "[0:0::1]", "--check-config")
+    result = run_fingerd(
+        "--forwarding", "--forward-allow", "Finger.Example.ORG.", "--forward-allow", "[0:0::1]", "--check-config"
+    )
     assert result.returncode == 0, result.stderr
     assert "forward-allow = [finger.example.org, ::1]" in result.stdout
 
