@@ -245,19 +245,27 @@ class FingerError(Exception):
 
 
 class Refused(FingerError):
+    """Nothing listens there: its own exit status, since it usually means a wrong port or host."""
+
     exit_status = REFUSED
 
 
 class TimedOut(FingerError):
+    """The deadline passed while connecting or reading."""
+
     exit_status = TIMED_OUT
 
 
 class UnknownHost(FingerError):
+    """The name has no address."""
+
     exit_status = UNKNOWN_HOST
 
 
 @dataclass(frozen=True)
 class Reply:
+    """What the server sent, and whether it was cut at the limit."""
+
     data: bytes
     truncated: bool = False
 
@@ -308,7 +316,7 @@ def ask(target: Target, timeout: float = DEFAULT_TIMEOUT, limit: int = REPLY_LIM
     return exchange(resolve(target.host, target.port), target.query(), deadline, limit)
 
 
-def _remaining(deadline: float, received: bytes = b"") -> float:
+def _remaining(deadline: float, received: bytes | bytearray = b"") -> float:
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimedOut("timed out", bytes(received))
