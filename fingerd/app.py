@@ -100,7 +100,12 @@ class Application:
         settings = FingerSettings(
             timeout=options.timeout,
             max_connections=options.max_connections,
-            policy=Policy(list_users=options.list_users),
+            policy=Policy(
+                list_users=options.list_users,
+                forwarding=options.forwarding,
+                forward_max_hops=options.forward_max_hops,
+                forward_allow=frozenset(options.forward_allow),
+            ),
         )
         self.access = AccessLog(logs)
         self.finger = FingerServer(options.finger_address, self.directory, settings, self.access)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import configargparse
 
+from fingerd.client import parse_host
 from fingerd.irc_bot import parse_server
 from fingerd.listen import resolve_listen_address
 from fingerd.protocol import is_valid_name
@@ -173,10 +174,15 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
         "--list-users", action=argparse.BooleanOptionalAction, default=True, help="answer the empty query with a list"
     )
     finger.add_argument(
-        "--forwarding", action=argparse.BooleanOptionalAction, default=False, help="user@host forwarding" + PLANNED
+        "--forwarding", action=argparse.BooleanOptionalAction, default=False, help="answer user@host by asking host"
     )
-    finger.add_argument("--forward-max-hops", type=_count, default=1, metavar="N", help="longest chain" + PLANNED)
-    finger.add_argument("--forward-allow", action="append", metavar="HOST", help="forwarding target" + PLANNED)
+    finger.add_argument("--forward-max-hops", type=_count, default=1, metavar="N", help="longest @host chain forwarded")
+    finger.add_argument(
+        "--forward-allow",
+        action="append",
+        metavar="HOST",
+        help="host forwarding may reach, repeatable; when given, no other host (default: public addresses, port 79)",
+    )
 
     sources = parser.add_argument_group("sources")
     sources.add_argument(
@@ -246,6 +252,7 @@ def resolve(options: argparse.Namespace) -> str:
         return f"argument --bind: {error}"
     return (
         _check_sources(options)
+        or _check_forwarding(options)
         or _check_irc(options)
         or _load_tls(options)
         or _load_templates(options)
@@ -295,6 +302,18 @@ def _check_web_url(options: argparse.Namespace) -> str:
     parts = urlsplit(url.replace("{name}", "x"))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"argument --web-url: {url!r} is not an http or https URL"
+    return ""
+
+
+def _check_forwarding(options: argparse.Namespace) -> str:
+    """Allow-list entries are hosts without a port, kept in the form queries are compared in."""
+    allowed = []
+    for host in options.forward_allow or []:
+        try:
+            allowed.append(parse_host(host.strip()))
+        except ValueError as error:
+            return f"argument --forward-allow: {error} (a host name or address, without a port)"
+    options.forward_allow = allowed
     return ""
 
 

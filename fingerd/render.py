@@ -40,6 +40,7 @@ def _build_table() -> dict[int, str]:
 
 
 _VISIBLE = _build_table()
+_HIDDEN: dict[int, None] = dict.fromkeys(_VISIBLE)
 
 
 def visible(text: str) -> str:
@@ -49,6 +50,18 @@ def visible(text: str) -> str:
         return text
     # Lone surrogates cannot be encoded; they only come from odd decoders.
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def printable(text: str) -> str:
+    """Return ``text`` without the characters `visible` would escape.
+
+    This is the filter RFC 1288 section 3.3 asks of clients: a reader who
+    wants a clean screen rather than a record of what was sent.
+    """
+    text = text.translate(_HIDDEN)
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def visible_bytes(data: bytes) -> str:

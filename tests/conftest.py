@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,3 +255,59 @@ def run_fingerd(*args: str, env: dict[str, str] | None = None, timeout: float = 
         text=True,
         timeout=timeout,
     )
+
+
+class OneShotServer:
+    """A listening socket that answers one connection with fixed bytes, then closes it.
+
+    With ``reply=None`` it never accepts and never answers: the kernel
+    completes the handshake, and the client waits.  With ``keep_open`` the
+    connection stays open after the reply until the test is done.
+    """
+
+    def __init__(self, reply: bytes | None, host: str = "127.0.0.1", keep_open: bool = False) -> None:
+        self.reply = reply
+        self.keep_open = keep_open
+        self.done = threading.Event()
+        self.received = b""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(8)
+        self.sock.settimeout(20)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> OneShotServer:
+        if self.reply is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        self.sock.close()
+        if self.thread.is_alive():
+            self.thread.join(20)
+
+    def was_contacted(self) -> bool:
+        """For a server that never answers: has anyone connected?  Never blocks."""
+        self.sock.setblocking(False)
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return False
+        conn.close()
+        return True
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(20)
+            while b"\n" not in self.received:
+                chunk = conn.recv(1024)
+                if not chunk:
+                    break
+                self.received += chunk
+            conn.sendall(self.reply)
+            if self.keep_open:
+                self.done.wait(30)

@@ -7,15 +7,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fingerd.finger.answer import (
+    FORWARD_BAD_QUERY,
     FORWARD_DENIED,
+    FORWARD_NOT_ALLOWED,
     LIST_DENIED,
     NO_PLAN,
     NO_SUCH_USER,
     NO_USERS,
     TOO_LONG,
     Answer,
+    Hop,
     Policy,
     answer,
+    answer_now,
+    forward_hop,
 )
 from fingerd.protocol import MAX_QUERY_BYTES, Kind, Query, is_valid_name, parse_query
 from fingerd.render import reply_bytes
@@ -307,3 +312,102 @@ def test_list_denied_never_lists(line, users):
         assert result.lines == (LIST_DENIED,)
     else:
         assert LIST_DENIED not in result.lines
+
+
+# forwarding on: the pure decision
+
+
+LOOPBACK_ALLOWED = Policy(forwarding=True, forward_allow=frozenset({"127.0.0.1", "::1"}))
+OPEN = Policy(forwarding=True)
+
+
+@pytest.mark.parametrize(
+    "line, policy, expected",
+    [
+        (b"alice@127.0.0.1:7979", LOOPBACK_ALLOWED, Hop("127.0.0.1", 7979, b"alice\r\n", True)),
+        (b"/W alice@[::1]:7979", LOOPBACK_ALLOWED, Hop("::1", 7979, b"/W alice\r\n", True)),
+        (b"@127.0.0.1", LOOPBACK_ALLOWED, Hop("127.0.0.1", 79, b"\r\n", True)),
+        (
+            b"alice@one.example:80@127.0.0.1",
+            Policy(forwarding=True, forward_max_hops=2, forward_allow=frozenset({"127.0.0.1"})),
+            Hop("127.0.0.1", 79, b"alice@one.example:80\r\n", True),
+        ),
+        (b"alice@Finger.Example.ORG.", OPEN, Hop("finger.example.org", 79, b"alice\r\n", False)),
+        (b"alice@8.8.8.8", OPEN, Hop("8.8.8.8", 79, b"alice\r\n", False)),
+        (
+            b"alice@FINGER.example.org:7979",
+            Policy(forwarding=True, forward_allow=frozenset({"finger.example.org"})),
+            Hop("finger.example.org", 7979, b"alice\r\n", True),
+        ),
+    ],
+)
+def test_forward_hop(line, policy, expected):
+    assert forward_hop(parse_query(line), policy) == expected
+
+
+@pytest.mark.parametrize(
+    "line, policy, text",
+    [
+        (b"alice@127.0.0.1", Policy(), FORWARD_DENIED),
+        (b"alice@a@127.0.0.1", LOOPBACK_ALLOWED, "Forwarding denied: too many hops (at most 1)"),
+        (b"alice@127.0.0.1", OPEN, FORWARD_NOT_ALLOWED),
+        (b"alice@[::ffff:127.0.0.1]", OPEN, FORWARD_NOT_ALLOWED),
+        (b"alice@10.1.2.3", OPEN, FORWARD_NOT_ALLOWED),
+        (b"alice@finger.example.org:7979", OPEN, FORWARD_NOT_ALLOWED),
+        (b"alice@finger.example.org", LOOPBACK_ALLOWED, FORWARD_NOT_ALLOWED),
+        (b"alice@127.0.0.2", LOOPBACK_ALLOWED, FORWARD_NOT_ALLOWED),
+        (b"$(id)@127.0.0.1", LOOPBACK_ALLOWED, FORWARD_BAD_QUERY),
+        (b"alice\x1b[2J@127.0.0.1", LOOPBACK_ALLOWED, FORWARD_BAD_QUERY),
+        (b"alice@", LOOPBACK_ALLOWED, FORWARD_BAD_QUERY),
+        (b"alice@127.0.0.1:99999", LOOPBACK_ALLOWED, FORWARD_BAD_QUERY),
+        (b"alice@0x7f.1", OPEN, FORWARD_BAD_QUERY),
+        (b"alice@[fe80::1%\x1b[2J]:79@8.8.8.8", Policy(forwarding=True, forward_max_hops=2), FORWARD_BAD_QUERY),
+    ],
+)
+def test_forward_refusals(line, policy, text):
+    result = forward_hop(parse_query(line), policy)
+    assert result == Answer((text,), "forward-denied")
+
+
+def test_a_hop_goes_to_a_worker_and_a_refusal_is_answered_at_once(snapshot):
+    assert answer_now(parse_query(b"alice@127.0.0.1:7979"), snapshot, LOOPBACK_ALLOWED) is None
+    refusal = answer_now(parse_query(b"alice@a@127.0.0.1"), snapshot, LOOPBACK_ALLOWED)
+    assert refusal is not None and refusal.outcome == "forward-denied"
+
+
+def test_answer_hands_the_hop_to_the_relay(snapshot):
+    query = parse_query(b"alice@127.0.0.1:7979")
+    assert answer(query, snapshot, LOOPBACK_ALLOWED) == Answer((FORWARD_DENIED,), "forward-denied")
+    relayed = answer(query, snapshot, LOOPBACK_ALLOWED, lambda hop: Answer((hop.host, str(hop.port)), "forwarded"))
+    assert relayed == Answer(("127.0.0.1", "7979"), "forwarded")
+
+
+policies = st.builds(
+    Policy,
+    forwarding=st.booleans(),
+    forward_max_hops=st.integers(1, 4),
+    forward_allow=st.frozensets(st.sampled_from(["127.0.0.1", "::1", "h", "finger.example.org"]), max_size=3),
+)
+FORWARD_HOSTS = ["h", "h:7979", "127.0.0.1", "[::1]:79", "8.8.8.8", ""]
+FORWARD_HOSTS += ["x y", "\x1b", "[fe80::1%\x1b]:79", "fe80::1%eth0"]
+forward_lines = st.one_of(
+    st.binary(max_size=200).map(lambda data: data + b"@h"),
+    st.lists(st.sampled_from(FORWARD_HOSTS), min_size=1, max_size=5).map(
+        lambda hosts: ("alice@" + "@".join(hosts)).encode()
+    ),
+)
+
+
+@given(forward_lines, policies)
+def test_a_hop_is_one_safe_line_within_the_policy(line, policy):
+    query = parse_query(line)
+    result = forward_hop(query, policy)
+    if isinstance(result, Answer):
+        assert result.outcome == "forward-denied"
+        return
+    assert policy.forwarding and len(query.hosts) <= policy.forward_max_hops
+    assert result.query.endswith(b"\r\n") and result.query.count(b"\n") == 1
+    assert all(0x20 <= byte < 0x7F for byte in result.query[:-2])
+    assert result.query.count(b"@") == len(query.hosts) - 1
+    assert result.listed == (result.host in policy.forward_allow)
+    assert result.listed or (not policy.forward_allow and result.port == 79)

@@ -219,3 +219,29 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def test_forwarding_after_the_drop_resolves_and_loads_nothing(start_daemon, shared_dir, ports):
+    """A forward resolves a name, connects, relays and sanitizes, all as nobody, all with modules loaded at start."""
+    status = shared_dir / "status"
+    status.write_text("alice: \x1b[1mbefore\n")
+    status.chmod(0o644)
+    daemon = start_daemon(
+        None,
+        program=AUDITED,
+        workdir=shared_dir,
+        user="nobody",
+        group="nogroup",
+        status_file=str(status),
+        forwarding="true",
+        forward_allow="[localhost, 127.0.0.1, no-such-host.invalid]",
+    )
+    assert daemon.query(f"/W alice@localhost:{daemon.port}\r\n".encode()) == b"Login: alice\r\nPlan:\r\n^[[1mbefore\r\n"
+    assert daemon.query(b"alice@no-such-host.invalid\r\n") == b"Forwarding failed: unknown host\r\n"
+    assert daemon.query(f"alice@127.0.0.1:{ports.take()}\r\n".encode()) == b"Forwarding failed: connection refused\r\n"
+    assert daemon.query(b"alice@example.org\r\n") == b"Forwarding denied: host not allowed\r\n"
+    daemon.wait_for_log("forwarded")
+    assert thread_identities(daemon.process.pid)[0]["Uid"] == ["65534"] * 4
+    assert daemon.stop() == 0
+    assert "IMPORT AFTER DROP" not in daemon.log()
+    assert "Traceback" not in daemon.log()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fingerd.render import reply_bytes, visible, visible_bytes
+from fingerd.render import printable, reply_bytes, visible, visible_bytes
 
 FORBIDDEN = frozenset(
     [chr(code) for code in range(0x20) if code != 0x09]
@@ -173,3 +173,22 @@ def test_visible_bytes_of_valid_utf8_is_visible(text):
 @given(risky_text)
 def test_visible_never_shortens(text):
     assert len(visible(text)) >= len(text)
+
+
+# printable: what a client shows by default (RFC 1288 3.3)
+
+
+def test_printable_drops_what_visible_escapes():
+    assert printable("red \x1b[31malert\x07 c1\x85 rtl\u202eevil\ttab caf\u00e9") == "red [31malert c1 rtlevil\ttab caf\u00e9"
+
+
+@given(risky_text)
+def test_printable_output_is_safe(text):
+    result = printable(text)
+    assert_safe_text(result)
+    assert not BIDI_MARKS.intersection(result)
+
+
+@given(st.text().filter(lambda text: not (FORBIDDEN | BIDI_MARKS).intersection(text)))
+def test_printable_keeps_safe_text(text):
+    assert printable(text) == text

@@ -15,7 +15,8 @@ sent its line (nearly all of them) is answered on the spot from the user
 table: one ``accept``, ``recv``, ``send`` and ``close``, no thread started
 and no hand-off.  A query that needs a source that may block (``~/.plan``,
 a command, a URL) goes to the ``finger-lookup-N`` workers, which answer it
-and hand the connection back for sending.  A client that is slow to ask, slow to read, or keeps
+and hand the connection back for sending; so does a forwarded query
+(``name@host``) that will make a hop.  A client that is slow to ask, slow to read, or keeps
 sending is parked in the `WaitingRoom`, which finishes it without holding a
 thread.  So idle clients cannot starve the service, and the only limit on
 them is `--max-connections`, past which a client gets `BUSY` and is closed.
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from fingerd.daemon.access_log import AccessLog
 from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer, answer_now
 from fingerd.finger.connection import Connection, Progress
+from fingerd.finger.forward import Forwarder
 from fingerd.finger.waiting_room import WaitingRoom
 from fingerd.listen import EarlyBindMixIn, ListenAddress, ListenerMixin, peer_text
 from fingerd.protocol import Query
@@ -102,6 +104,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         self.slots = Slots(settings.max_connections)
         self.waiting_room = WaitingRoom()
         self.lookups = WorkerPool("finger-lookup", self.lookup_workers)
+        self.forwarder = Forwarder(settings.timeout)
         self._cache = _ReplyCache(-1)
         self._thread = threading.Thread(target=self._serve, name="finger-acceptor", daemon=True)
         super().__init__((address.host, address.port), None, bind_and_activate=False)  # type: ignore[arg-type]
@@ -203,11 +206,11 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         self._send_reply(conn, *reply)
 
     def _respond_later(self, conn: Connection) -> None:
-        """In a lookup worker: ask the sources that may block, then send."""
+        """In a lookup worker: ask the sources that may block, or make a forwarding hop, then send."""
         if time.monotonic() > conn.accepted + self.settings.timeout:
             self._turn_away_late(conn)
             return
-        result = answer(conn.query(), self.directory, self.settings.policy)
+        result = answer(conn.query(), self.directory, self.settings.policy, self.forwarder.relay)
         self._send_reply(conn, reply_bytes(result.lines), result.outcome)
 
     def _send_reply(self, conn: Connection, reply: bytes, outcome: str) -> None:
