@@ -29,6 +29,7 @@ usage, 3 connection refused, 4 timed out, 5 unknown host.
 from __future__ import annotations
 
 import argparse
+import encodings.idna  # noqa: F401 - getaddrinfo encodes every host name with it; load it before a privilege drop
 import ipaddress
 import re
 import socket
@@ -327,7 +328,10 @@ def _connect(addresses: Sequence[Address], deadline: float) -> socket.socket:
     error: FingerError = UnknownHost("no address to connect to")
     for family, sockaddr in addresses:
         left = _remaining(deadline)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as failure:
+            raise FingerError(f"cannot open a socket: {failure.strerror or failure}") from None
         try:
             sock.settimeout(left)
             sock.connect(sockaddr)

@@ -264,6 +264,8 @@ def resolve(options: argparse.Namespace) -> str:
 def _check_sources(options: argparse.Namespace) -> str:
     """Each source's options: present when the source is used, and only then."""
     options.passwd_deny = options.passwd_deny or []
+    if options.passwd_deny and "passwd" not in options.source:
+        return "argument --passwd-deny: set, but --source does not list passwd"
     for name in options.passwd_deny:
         if not is_valid_name(name):
             return f"argument --passwd-deny: not a user name: {name!r}"
@@ -294,14 +296,21 @@ def _check_command(options: argparse.Namespace) -> str:
 
 
 def _check_web_url(options: argparse.Namespace) -> str:
+    """An http(s) URL whose host is fixed: ``{name}`` may only be in the path or the query."""
     url = options.web_url
     if not url:
         return ""
     if "{name}" not in url:
         return f"argument --web-url: {url!r} has no {{name}}"
-    parts = urlsplit(url.replace("{name}", "x"))
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        return f"argument --web-url: {url!r} has an invalid port"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"argument --web-url: {url!r} is not an http or https URL"
+    if "{name}" in parts.netloc:
+        return f"argument --web-url: {url!r}: {{name}} may be in the path or the query, not the host"
     return ""
 
 
@@ -313,6 +322,8 @@ def _check_forwarding(options: argparse.Namespace) -> str:
             allowed.append(parse_host(host.strip()))
         except ValueError as error:
             return f"argument --forward-allow: {error} (a host name or address, without a port)"
+    if allowed and not options.forwarding:
+        return "argument --forward-allow: set, but --forwarding is off"
     options.forward_allow = allowed
     return ""
 

@@ -34,6 +34,7 @@ import irc.client
 import irc.connection
 import irc.strings
 
+from fingerd.client import parse_host
 from fingerd.finger.answer import LOOKUP_FAILED, NO_SUCH_USER
 from fingerd.render import visible
 from fingerd.sources.directory import Directory, Lookup
@@ -72,7 +73,7 @@ def parse_server(text: str) -> IRCServer:
         host, port = text.split(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST[:PORT], got {text!r}")
-    return IRCServer(host, int(port))
+    return IRCServer(parse_host(host), int(port))
 
 
 def irc_line(text: str, limit: int = MAX_REPLY_BYTES) -> str:
@@ -121,6 +122,8 @@ class IRCBot:
     max_backoff = 60.0
     messages_per_second = 2
     quit_message = "fingerd stopping"
+    lookup_seconds = 3.0
+    """At most this long on one question, so a slow source never holds the bot past a server's PING."""
     name = "irc"
 
     def __init__(
@@ -196,7 +199,7 @@ class IRCBot:
                 ircname="fingerd status bot",
                 connect_factory=self._open_socket,
             )
-        except irc.client.ServerConnectionError as error:
+        except (irc.client.ServerConnectionError, UnicodeError, ValueError) as error:
             log.warning("IRC: cannot connect to %s: %s; next try in %.0f s", self.server, error, self._backoff)
             self._back_off()
             return
@@ -247,6 +250,6 @@ class IRCBot:
         if not self.limits.allow(irc.strings.lower(sender), time.monotonic()):
             log.info("IRC: %s is asking too fast; ignored", visible(sender))
             return
-        reply = status_reply(name, self.directory.lookup(name))
+        reply = status_reply(name, self.directory.lookup(name, deadline=time.monotonic() + self.lookup_seconds))
         log.info("IRC: %s asked for %s", visible(sender), visible(name[:40]))
         connection.privmsg(target, reply)

@@ -35,6 +35,7 @@ class WorkerPool:
     def __init__(self, name: str, size: int) -> None:
         self.name = name
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._stopping = False
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True) for number in range(1, size + 1)
@@ -49,14 +50,16 @@ class WorkerPool:
 
     def submit(self, run: Call, cancel: Call | None = None) -> None:
         """Queue ``run``; after `stop` it is cancelled at once instead."""
-        if self._stopping:
-            self._cancel((run, cancel))
-            return
-        self._jobs.put((run, cancel))
+        with self._lock:
+            if not self._stopping:
+                self._jobs.put((run, cancel))
+                return
+        self._cancel((run, cancel))
 
     def stop(self, deadline: float) -> None:
         """Finish running jobs until ``deadline``; drop the queued ones; join the threads."""
-        self._stopping = True
+        with self._lock:
+            self._stopping = True
         for _ in self._threads:
             self._jobs.put(None)
         for thread in self._threads:

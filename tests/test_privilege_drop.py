@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import pwd
 import signal
 import socket
 import ssl
@@ -171,20 +172,28 @@ def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, share
     secure.socket = context.wrap_socket(secure.socket, server_side=True)
     for server in (upstream, secure):
         threading.Thread(target=server.serve_forever, daemon=True).start()
+    account = f"fdtdrop{os.getpid() % 100000}"
+    home = shared_dir / "home"
+    subprocess.run(["useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/sh", account], check=True)
+    home.chmod(0o755)
+    (home / ".plan").write_text("planned\n")
+    os.chown(home / ".plan", pwd.getpwnam(account).pw_uid, -1)
     try:
         daemons = [
             start_daemon(
                 "alice: filed\n", workdir=shared_dir, program=AUDITED, user="nobody", group="nogroup",
-                source="[file, passwd, web, command]", passwd_min_uid=0, command="/bin/echo ran for",
+                source="[file, passwd, web, command]", passwd_min_uid=1000, command="/bin/echo ran for",
                 web_url=f"http://localhost:{upstream.server_address[1]}/{{name}}",
             ),
         ]
         daemon = daemons[0]
         assert daemon.text("alice") == "filed\r\n"
-        assert daemon.text("root").startswith("Login: root")
+        assert daemon.text(account).startswith(f"Login: {account}")
+        assert daemon.text(account).endswith("Plan:\r\nplanned\r\n")
+        assert daemon.text("root") == "No such user\r\n"
         assert daemon.text("webuser") == "webuser from the web\r\n"
         assert daemon.text("missing") == "ran for missing\r\n"
-        assert "root" in daemon.text("")
+        assert account in daemon.text("")
         assert daemon.stop() == 0
         tls_dir = shared_dir / "tls"
         tls_dir.mkdir()
@@ -200,6 +209,7 @@ def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, share
             assert "IMPORT AFTER DROP" not in log
             assert "Traceback" not in log
     finally:
+        subprocess.run(["userdel", account], capture_output=True)
         for server in (upstream, secure):
             server.shutdown()
             server.server_close()

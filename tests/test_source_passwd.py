@@ -202,15 +202,25 @@ def test_min_uid_and_deny_list(start_daemon, accounts, uid_floor):
     assert denied.text(accounts["bad"]).startswith("Login: ")
 
 
-def test_as_nobody_a_closed_home_shows_the_account_without_its_plan(start_daemon, accounts, uid_floor, tmp_path):
+def test_as_nobody_a_closed_home_hides_the_account(start_daemon, accounts, uid_floor):
+    """The daemon cannot see whether a 0700 home holds a ~/.nofinger, so it keeps the account hidden."""
     shared = Path(tempfile.mkdtemp(prefix="fingerd-passwd-"))
     try:
         shared.chmod(0o755)
         daemon = start_daemon(
             "", workdir=shared, source="[passwd]", passwd_min_uid=uid_floor, user="nobody", group="nogroup"
         )
-        assert daemon.text(accounts["closed"]).endswith("No Plan.\r\n")
+        assert daemon.text(accounts["closed"]) == "No such user\r\n"
+        assert accounts["closed"] not in daemon.text("")
         assert "Down the rabbit hole" in daemon.text(accounts["alice"])
         daemon.stop()
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_no_later_source_answers_for_a_hidden_account(start_daemon, accounts, uid_floor):
+    daemon = start_daemon("", source="[passwd, command]", passwd_min_uid=uid_floor, command="/bin/echo from the command")
+    for who in ("hidden", "svc"):
+        assert daemon.text(accounts[who]) == "No such user\r\n"
+    assert daemon.text("root") == "No such user\r\n"
+    assert daemon.text(PREFIX + "nonexistent") == f"from the command {PREFIX}nonexistent\r\n"

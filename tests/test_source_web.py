@@ -51,6 +51,17 @@ class UpstreamHandler(BaseHTTPRequestHandler):
             return
         if name == "broken":
             self.reply(500, b"oops")
+        elif name == "moved":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:1/secret")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif name == "zipped":
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b\x08\x00")
         elif name == "huge":
             self.stream(b"h" * 65536, 800)
         elif name == "trickle":
@@ -129,6 +140,13 @@ def test_upstream_error_says_the_lookup_failed_and_is_logged(daemon):
     assert "answered 500" in daemon.wait_for_log("source web failed for broken")
 
 
+def test_redirects_and_unasked_compression_are_failures(daemon):
+    assert daemon.text("moved") == LOOKUP_FAILED
+    assert "answered 302" in daemon.wait_for_log("source web failed for moved")
+    assert daemon.text("zipped") == LOOKUP_FAILED
+    assert "compressed" in daemon.wait_for_log("source web failed for zipped")
+
+
 def test_a_hanging_upstream_fails_within_the_timeout(daemon):
     started = time.monotonic()
     assert daemon.text("hang") == LOOKUP_FAILED
@@ -198,6 +216,8 @@ def test_web_view_and_json_use_the_web_source(daemon):
         (["--web-url", "http://x/{name}"], "argument --web-url: set, but --source does not list web"),
         (["--source", "web", "--web-url", "http://x/status"], "has no {name}"),
         (["--source", "web", "--web-url", "file:///etc/{name}"], "is not an http or https URL"),
+        (["--source", "web", "--web-url", "http://{name}.internal/"], "may be in the path or the query, not the host"),
+        (["--source", "web", "--web-url", "http://h:99999/{name}"], "has an invalid port"),
         (["--source", "web", "--web-url", "http://x/{name}", "--web-timeout", "0"], "argument --web-timeout"),
         (["--source", "web", "--web-url", "http://x/{name}", "--web-cache-ttl", "-1"], "argument --web-cache-ttl"),
     ],

@@ -20,10 +20,10 @@ from fingerd.protocol import parse_query
 from fingerd.render import reply_bytes
 from fingerd.sources.base import NO_PLAN, status_record, text_lines
 from fingerd.sources.command import CommandSource
-from fingerd.sources.directory import Directory
+from fingerd.sources.directory import Directory, Lookup
 from fingerd.sources.file import FileSource
 from fingerd.sources.home_files import read_home_file
-from fingerd.sources.passwd import Account, HomeFiles, account_reply, is_listed
+from fingerd.sources.passwd import Account, HomeFiles, PasswdSource, account_reply, is_listed
 from fingerd.users.table import UserTable
 
 ALICE = Account("alice", 1001, "& Liddell,Room 1,555-1234,555-9999,other", "/home/alice", "/bin/bash")
@@ -131,6 +131,10 @@ def test_home_file_is_read_only_up_to_the_limit(tmp_path):
 # the directory
 
 
+def soon() -> float:
+    return time.monotonic() + 10
+
+
 def file_source(users: dict) -> tuple[FileSource, UserTable]:
     table = UserTable()
     table.replace(users)
@@ -205,7 +209,7 @@ def test_invalid_names_never_reach_a_command(tmp_path):
 def test_command_runs_with_a_clean_environment_and_no_input(tmp_path, monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "leak")
     env = CommandSource([script(tmp_path, "env", "env | sort; cat; pwd")], timeout=5)
-    status = env.lookup("alice").status
+    status = env.lookup("alice", soon()).status
     names = {line.split("=", 1)[0] for line in status if "=" in line}
     assert "SECRET_TOKEN" not in names and names <= {"PATH", "LANG", "PWD", "SHLVL", "_"}
     assert status[-1] == "/"
@@ -214,7 +218,7 @@ def test_command_runs_with_a_clean_environment_and_no_input(tmp_path, monkeypatc
 def test_command_output_is_capped_and_the_program_killed(tmp_path):
     marker = tmp_path / "yes-pid"
     endless = CommandSource([script(tmp_path, "endless", f"echo $$ > {marker}; exec yes")], timeout=5)
-    status = endless.lookup("alice").status
+    status = endless.lookup("alice", soon()).status
     assert status[-1] == "[truncated at 64 KiB]"
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):
@@ -225,9 +229,45 @@ def test_command_timeout_kills_the_whole_group(tmp_path):
     marker = tmp_path / "child-pid"
     hang = CommandSource([script(tmp_path, "hang", f"sleep 30 & echo $! > {marker}; wait")], timeout=0.5)
     with pytest.raises(Exception, match="did not finish"):
-        hang.lookup("alice")
+        hang.lookup("alice", soon())
     pid = int(marker.read_text())
     deadline = time.monotonic() + 5
     while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
         assert time.monotonic() < deadline, "the grandchild outlived the timeout"
         time.sleep(0.05)
+
+
+def test_grandchildren_left_running_are_killed_too(tmp_path):
+    marker = tmp_path / "bg-pid"
+    quick = CommandSource([script(tmp_path, "bg", f"sleep 97 >/dev/null 2>&1 & echo $! > {marker}; echo hi")], timeout=5)
+    assert quick.lookup("alice", soon()).status == ("hi",)
+    pid = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the background child outlived the lookup"
+        time.sleep(0.05)
+
+
+def test_one_deadline_for_the_whole_lookup(tmp_path):
+    """Once the deadline has passed, the sources after the slow one are not asked at all."""
+    files, table = file_source({})
+    later = tmp_path / "later-ran"
+    slow = CommandSource([script(tmp_path, "slow", "sleep 20")], timeout=5)
+    second = CommandSource([script(tmp_path, "second", f"touch {later}; echo second")], timeout=5)
+    directory = Directory([slow, second], table)
+    found = directory.lookup("bob", deadline=time.monotonic() + 0.5)
+    assert found == Lookup(None, ("command", "command"))
+    assert not later.exists()
+
+
+def test_a_hidden_account_ends_the_lookup():
+    """passwd hides root (a system account); the command after it must not answer for it."""
+    files, table = file_source({})
+    accounts = PasswdSource(min_uid=1000)
+    accounts.start()
+    try:
+        directory = Directory([accounts, CommandSource(["/bin/echo", "leaked"], timeout=5)], table)
+        assert directory.lookup("root") == Lookup(None)
+        assert directory.lookup("zz-no-such-account").record.status == ("leaked zz-no-such-account",)
+    finally:
+        accounts.stop(time.monotonic() + 1)

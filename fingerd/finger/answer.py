@@ -92,13 +92,15 @@ class Hop:
 Relay = Callable[[Hop], Answer]
 
 
-def answer(query: Query, directory: Directory, policy: Policy, relay: Relay | None = None) -> Answer:
+def answer(
+    query: Query, directory: Directory, policy: Policy, relay: Relay | None = None, deadline: float | None = None
+) -> Answer:
     """Answer one query, asking every source it takes and making a forwarding hop (may block).
 
     Without a ``relay`` nothing is forwarded: a hop is refused as if
-    forwarding were off.
+    forwarding were off.  The sources are asked until ``deadline``.
     """
-    result = _answer(query, directory, policy, wait=True)
+    result = _answer(query, directory, policy, wait=True, deadline=deadline)
     if isinstance(result, Hop):
         return relay(result) if relay is not None else Answer((FORWARD_DENIED,), "forward-denied")
     assert result is not None, "a waiting lookup always answers"
@@ -115,7 +117,9 @@ def answer_now(query: Query, directory: Directory, policy: Policy) -> Answer | N
     return None if isinstance(result, Hop) else result
 
 
-def _answer(query: Query, directory: Directory, policy: Policy, wait: bool) -> Answer | Hop | None:
+def _answer(
+    query: Query, directory: Directory, policy: Policy, wait: bool, deadline: float | None = None
+) -> Answer | Hop | None:
     if query.kind is Kind.TOO_LONG:
         return Answer((TOO_LONG,), "too-long")
     if query.kind is Kind.FORWARD:
@@ -123,9 +127,9 @@ def _answer(query: Query, directory: Directory, policy: Policy, wait: bool) -> A
     if query.kind is Kind.LIST:
         if not policy.list_users:
             return Answer((LIST_DENIED,), "list-denied")
-        listing = directory.listing(wait)
+        listing = directory.listing(wait, deadline)
         return None if listing is None else user_list(listing)
-    found = directory.lookup(query.name, wait)
+    found = directory.lookup(query.name, wait, deadline)
     return None if found is None else user_status(query, found)
 
 
@@ -192,7 +196,8 @@ def is_public_address(address: str) -> bool:
     """True for a globally routable unicast address.
 
     False for loopback, private, shared (carrier NAT), link-local,
-    multicast, unspecified, documentation and reserved addresses, and for
+    deprecated site-local (``fec0::/10``), multicast, unspecified,
+    documentation and reserved addresses, and for
     IPv4-mapped and 6to4 IPv6 addresses that carry one of those.
     """
     ip = ipaddress.ip_address(address.partition("%")[0])
@@ -200,4 +205,5 @@ def is_public_address(address: str) -> bool:
         embedded = ip.ipv4_mapped or ip.sixtofour
         if embedded is not None:
             return is_public_address(str(embedded))
-    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved and not site_local

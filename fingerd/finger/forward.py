@@ -16,9 +16,10 @@ decided on, in a lookup worker, with the finger client's code:
 * the reply is relayed line by line and sent through `reply_bytes` like
   any other, so a hostile server's escape sequences arrive as text.
 
-Resolving a name loads nothing after the privilege drop: names are ASCII
-(`fingerd.client.parse_host`), so the IDNA codec is never needed, and
-every module used here is imported at start.
+Resolving a name loads nothing after the privilege drop: every module used
+here is imported at start, the IDNA codec included (`fingerd.client`
+imports it, because `socket.getaddrinfo` encodes every host name with it,
+ASCII or not).
 """
 
 from __future__ import annotations

@@ -152,7 +152,11 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
                 request, client_address = self.get_request()
             except OSError:
                 return
-            self.process_request(request, client_address)
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                log.exception("error with a connection from %s", peer_text(client_address))
+                self.shutdown_request(request)
 
     def get_request(self) -> tuple[socket.socket, tuple]:
         try:
@@ -207,10 +211,11 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
 
     def _respond_later(self, conn: Connection) -> None:
         """In a lookup worker: ask the sources that may block, or make a forwarding hop, then send."""
-        if time.monotonic() > conn.accepted + self.settings.timeout:
+        deadline = conn.accepted + self.settings.timeout
+        if time.monotonic() > deadline:
             self._turn_away_late(conn)
             return
-        result = answer(conn.query(), self.directory, self.settings.policy, self.forwarder.relay)
+        result = answer(conn.query(), self.directory, self.settings.policy, self.forwarder.relay, deadline)
         self._send_reply(conn, reply_bytes(result.lines), result.outcome)
 
     def _send_reply(self, conn: Connection, reply: bytes, outcome: str) -> None:

@@ -31,6 +31,14 @@ class SourceError(Exception):
     """A source could not answer (timeout, crash, upstream error): ask the next one."""
 
 
+class Hidden(Exception):
+    """The source knows the name and must not show it (``~/.nofinger``, a system account).
+
+    The lookup ends there, answered like a name nobody knows: asking the
+    next source could show what this one hides.
+    """
+
+
 class Source(Protocol):
     """A place statuses come from.
 
@@ -41,10 +49,14 @@ class Source(Protocol):
     name: str
     blocking: bool
 
-    def lookup(self, name: str) -> Record | None:
-        """The record for a valid user name, None when unknown; SourceError when unable to tell."""
+    def lookup(self, name: str, deadline: float) -> Record | None:
+        """The record for a valid user name, None when unknown.
 
-    def names(self) -> Sequence[tuple[str, Lines]] | None:
+        Raises SourceError when it cannot tell by ``deadline`` (a
+        `time.monotonic` value), Hidden when the name must stay unknown.
+        """
+
+    def names(self, deadline: float) -> Sequence[tuple[str, Lines]] | None:
         """Every user this source would list, with their status; None when it cannot list."""
 
     def start(self) -> None:

@@ -46,11 +46,13 @@ class CommandSource:
         self._running: set[subprocess.Popen] = set()
         self._stopping = False
 
-    def lookup(self, name: str) -> Record | None:
-        deadline = time.monotonic() + self.timeout
-        if not self._slots.acquire(timeout=self.timeout):
+    def lookup(self, name: str, deadline: float) -> Record | None:
+        deadline = min(deadline, time.monotonic() + self.timeout)
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise SourceError(f"{self.max_running} commands already running")
         try:
+            if time.monotonic() >= deadline:
+                raise SourceError("no time left to run the command")
             output, status = self._run(name, deadline)
         finally:
             self._slots.release()
@@ -58,7 +60,7 @@ class CommandSource:
             return None
         return status_record(name, text_lines(output, self.max_output))
 
-    def names(self) -> None:
+    def names(self, deadline: float) -> None:
         """A command answers for one name at a time; it cannot list."""
         return None
 
@@ -84,7 +86,7 @@ class CommandSource:
                 _kill_group(process)
             status = process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            raise SourceError(f"{self.argv[0]} did not finish within {self.timeout:g} s") from None
+            raise SourceError(f"{self.argv[0]} did not finish in time") from None
         finally:
             _kill_group(process)
             process.wait()
@@ -135,9 +137,13 @@ def _read_output(process: subprocess.Popen, deadline: float, limit: int) -> tupl
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """Kill the program and everything it started; it may already be gone."""
-    if process.returncode is not None:
-        return
+    """Kill the program and everything it started, even what it left running when it exited.
+
+    Linux keeps a process id reserved while any process uses it as a group
+    id, so while something of the program's group lives the id names only
+    that group; once the group is empty the kill finds nobody (or, in the
+    microseconds before the id is handed out again, nothing it may signal).
+    """
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

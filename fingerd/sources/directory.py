@@ -6,6 +6,12 @@ name answers.  A source that fails is logged and skipped; when no source
 knows the name and one of them failed, the answer says the lookup failed
 rather than "No such user", which would be a lie.
 
+A lookup has one deadline, shared by every source it asks: a source gets
+what is left of it, and once it has passed the remaining sources are not
+asked at all, so a query never takes longer than the deadline however many
+slow sources are configured.  A source that says a name is hidden ends the
+lookup there, as if nobody knew the name.
+
 ``wait=False`` asks without blocking: the answer comes only from the
 sources that live in memory, or is None when a source that may block would
 have to be asked.  The finger service answers that way on its accepting
@@ -15,12 +21,13 @@ thread and sends the rest to its lookup workers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fingerd.protocol import is_valid_name
 from fingerd.render import visible
-from fingerd.sources.base import Lines, Record, Source, SourceError
+from fingerd.sources.base import Hidden, Lines, Record, Source, SourceError
 from fingerd.users.table import UserTable
 
 log = logging.getLogger("fingerd.sources")
@@ -39,24 +46,35 @@ class Lookup:
 class Directory:
     """The `--source` list, in order, and the user table whose generation names its state."""
 
-    def __init__(self, sources: Sequence[Source], table: UserTable) -> None:
+    def __init__(self, sources: Sequence[Source], table: UserTable, timeout: float = 10.0) -> None:
         self.sources = tuple(sources)
         self.table = table
+        self.timeout = timeout
 
     def generation(self) -> int:
         """Changes whenever an answer given without waiting could change."""
         return self.table.snapshot().generation
 
-    def lookup(self, name: str, wait: bool = True) -> Lookup | None:
-        """Ask the sources for ``name``; None only when ``wait`` is False and a blocking source is next."""
+    def lookup(self, name: str, wait: bool = True, deadline: float | None = None) -> Lookup | None:
+        """Ask the sources for ``name`` until ``deadline`` (`time.monotonic`; default `timeout` from now).
+
+        Returns None only when ``wait`` is False and a blocking source is next.
+        """
         if not is_valid_name(name):
             return Lookup(None)
+        deadline = self._deadline(deadline)
         failed: list[str] = []
         for source in self.sources:
             if source.blocking and not wait:
                 return None
+            if source.blocking and time.monotonic() >= deadline:
+                log.warning("no time left to ask source %s for %s", source.name, name)
+                failed.append(source.name)
+                continue
             try:
-                record = source.lookup(name)
+                record = source.lookup(name, deadline)
+            except Hidden:
+                return Lookup(None)
             except SourceError as error:
                 log.warning("source %s failed for %s: %s", source.name, name, visible(str(error)))
                 failed.append(source.name)
@@ -69,20 +87,24 @@ class Directory:
                 return Lookup(record)
         return Lookup(None, tuple(failed))
 
-    def listing(self, wait: bool = True) -> Listing | None:
+    def listing(self, wait: bool = True, deadline: float | None = None) -> Listing | None:
         """Everyone the listing sources know, sorted by name; the first source to list a name wins."""
+        deadline = self._deadline(deadline)
         merged: dict[str, Lines] = {}
         for source in self.sources:
             if source.blocking and not wait:
                 return None
-            for name, status in self._names(source):
+            for name, status in self._names(source, deadline):
                 merged.setdefault(name, status)
         return sorted(merged.items())
 
+    def _deadline(self, deadline: float | None) -> float:
+        return time.monotonic() + self.timeout if deadline is None else deadline
+
     @staticmethod
-    def _names(source: Source) -> Sequence[tuple[str, Lines]]:
+    def _names(source: Source, deadline: float) -> Sequence[tuple[str, Lines]]:
         try:
-            return source.names() or ()
+            return source.names(deadline) or ()
         except SourceError as error:
             log.warning("source %s cannot list: %s", source.name, visible(str(error)))
         except Exception:
@@ -90,10 +112,12 @@ class Directory:
         return ()
 
     def start(self) -> None:
+        """Start the threads some sources keep (the web source's fetches, passwd's reads)."""
         for source in self.sources:
             source.start()
 
     def alive(self) -> bool:
+        """False when a source's thread died: the daemon should exit."""
         return all(source.alive() for source in self.sources)
 
     def stop(self, deadline: float) -> None:

@@ -15,11 +15,11 @@ class FileSource:
     def __init__(self, table: UserTable) -> None:
         self.table = table
 
-    def lookup(self, name: str) -> Record | None:
+    def lookup(self, name: str, deadline: float = 0.0) -> Record | None:
         found = self.table.snapshot().lookup(name)
         return None if found is None else status_record(*found)
 
-    def names(self) -> list[tuple[str, Lines]]:
+    def names(self, deadline: float = 0.0) -> list[tuple[str, Lines]]:
         return sorted(self.table.snapshot().users.items())
 
     def start(self) -> None:

@@ -48,9 +48,16 @@ def _read_up_to(descriptor: int, size: int) -> bytes:
 
 
 def home_file_exists(home: str, name: str) -> bool:
-    """True when ``home/name`` exists in any form (a symlink counts); False when absent or unreadable."""
+    """True unless ``home/name`` is certainly absent.
+
+    Only "no such file" counts as absent: when the daemon's user may not
+    look (a 0700 home), the answer is yes, so a ``~/.nofinger`` the daemon
+    cannot see still hides the account.
+    """
     try:
         os.lstat(os.path.join(home, name))
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
+    except OSError:
+        return True
     return True

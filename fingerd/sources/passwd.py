@@ -3,8 +3,15 @@
 Which accounts: uid at or above ``--passwd-min-uid``, never ``nobody``,
 never one whose shell is ``nologin`` or ``false`` (a service account), never
 one named in ``--passwd-deny``, and never one whose owner made a
-``~/.nofinger``.  Every other account answers exactly like a name that does
-not exist, so a finger query cannot tell a system account from nobody.
+``~/.nofinger`` (or whose home the daemon may not look into, where such a
+file could hide).  Every other account answers exactly like a name that
+does not exist, so a finger query cannot tell a system account from
+nobody; and it ends the lookup (`Hidden`), so no later source can show it.
+
+Reading a home directory can hang (NFS, a FUSE mount at ``~/.plan``), and
+nothing interrupts a blocked ``open``; so the reads run in this source's
+own ``passwd-read-N`` threads (`Offload`) and a lookup waits for them only
+until its deadline.
 
 The reply follows the classic layout of BSD and GNU finger::
 
@@ -27,10 +34,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fingerd.sources.base import NO_PLAN, Lines, Record, text_lines
+from fingerd.sources.base import NO_PLAN, Hidden, Lines, Record, text_lines
 from fingerd.sources.home_files import home_file_exists, read_home_file
+from fingerd.sources.offload import Offload
 
 NOBODY_UID = 65534
+NOBODY = "nobody"
 NO_LOGIN_SHELLS = frozenset({"nologin", "false"})
 COLUMN = 40
 
@@ -52,6 +61,7 @@ class Account:
 
     @classmethod
     def from_pwd(cls, entry: pwd.struct_passwd) -> Account:
+        """The fields finger shows, from a `pwd` entry."""
         return cls(entry.pw_name, entry.pw_uid, entry.pw_gecos, entry.pw_dir, entry.pw_shell)
 
     def gecos_fields(self) -> list[str]:
@@ -75,7 +85,7 @@ class HomeFiles:
 
 def is_listed(account: Account, min_uid: int, deny: Iterable[str]) -> bool:
     """Whether finger may show this account at all (``~/.nofinger`` aside)."""
-    if account.uid < min_uid or account.uid == NOBODY_UID:
+    if account.uid < min_uid or account.uid == NOBODY_UID or account.login == NOBODY:
         return False
     if os.path.basename(account.shell) in NO_LOGIN_SHELLS:
         return False
@@ -111,6 +121,7 @@ def _office_lines(office: str, office_phone: str, home_phone: str) -> list[str]:
 
 
 def account_record(account: Account, files: HomeFiles) -> Record:
+    """The plan is the status the web view shows; finger gets the classic layout."""
     return Record(
         account.login,
         files.plan or (),
@@ -120,53 +131,59 @@ def account_record(account: Account, files: HomeFiles) -> Record:
 
 
 class PasswdSource:
-    """Accounts from `pwd`, plans from their homes; may block on a slow home directory."""
+    """Accounts from `pwd`, plans from their homes, read in threads of this source's own."""
 
     name = "passwd"
     blocking = True
     file_limit = 64 * 1024
     listing_ttl = 5.0
+    readers = 4
 
     def __init__(self, min_uid: int = 1000, deny: Iterable[str] = ()) -> None:
         self.min_uid = min_uid
         self.deny = frozenset(deny)
-        self._lock = threading.Lock()
-        self._listing: tuple[float, list[tuple[str, Lines]]] = (-1.0, [])
+        self._offload = Offload("passwd-read", self.readers)
+        self._listing_lock = threading.Lock()
+        self._listing: tuple[float, list[tuple[str, Lines]]] = (-self.listing_ttl, [])
 
-    def lookup(self, name: str) -> Record | None:
+    def lookup(self, name: str, deadline: float) -> Record | None:
+        return self._offload.call(lambda: self._lookup(name), deadline, f"passwd entry of {name}")
+
+    def names(self, deadline: float) -> list[tuple[str, Lines]]:
+        """Every visible account with its plan; rebuilt at most every `listing_ttl` seconds."""
+        return self._offload.call(self._names, deadline, "passwd listing")
+
+    def start(self) -> None:
+        self._offload.start()
+
+    def alive(self) -> bool:
+        return self._offload.alive()
+
+    def stop(self, deadline: float) -> None:
+        self._offload.stop(deadline)
+
+    def _lookup(self, name: str) -> Record | None:
         try:
             account = Account.from_pwd(pwd.getpwnam(name))
         except KeyError:
             return None
         if not self._visible(account):
-            return None
+            raise Hidden(name)
         return account_record(account, self._files(account, verbose=True))
 
-    def names(self) -> list[tuple[str, Lines]]:
-        """Every visible account with its plan; rebuilt at most every `listing_ttl` seconds."""
-        now = time.monotonic()
-        with self._lock:
+    def _names(self) -> list[tuple[str, Lines]]:
+        with self._listing_lock:
             built, listing = self._listing
-            if now - built < self.listing_ttl:
+            if time.monotonic() - built < self.listing_ttl:
                 return listing
-        accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
-        listing = sorted(
-            (account.login, self._files(account, verbose=False).plan or ())
-            for account in accounts
-            if self._visible(account)
-        )
-        with self._lock:
-            self._listing = (now, listing)
-        return listing
-
-    def start(self) -> None:
-        """No threads of its own."""
-
-    def alive(self) -> bool:
-        return True
-
-    def stop(self, deadline: float) -> None:
-        """Lookups end with their file reads."""
+            accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
+            listing = sorted(
+                (account.login, self._files(account, verbose=False).plan or ())
+                for account in accounts
+                if self._visible(account)
+            )
+            self._listing = (time.monotonic(), listing)
+            return listing
 
     def _visible(self, account: Account) -> bool:
         return is_listed(account, self.min_uid, self.deny) and not home_file_exists(account.home, ".nofinger")

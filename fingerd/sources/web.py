@@ -1,21 +1,19 @@
 """The ``web`` source: the tutorial's "read status from the web", with `requests`.
 
 ``--web-url https://example.org/status/{name}`` names one URL per user; the
-name is URL-quoted into it.  A 200 answer is the status, 404 or 410 means
-the upstream does not know the name, anything else (and any network error,
-or a body that takes longer than the timeout) is a failure of this source,
-so the next source is asked and the reply says the lookup failed.
+name is URL-quoted into its path or query.  A 200 answer is the status, 404
+or 410 means the upstream does not know the name, anything else (a
+redirect included: it could point anywhere, a loopback or metadata address
+too, and the answer would be shown to the asker) and any network error, or
+a body that takes longer than the timeout, is a failure of this source, so
+the next source is asked and the reply says the lookup failed.
 
-Fetches run in their own `max_fetches` ``web-fetch-N`` threads; a lookup
-hands its fetch over and waits at most the timeout for the result.  So:
-
-* no lookup waits longer than the timeout, even when `requests` is stuck in
-  a read (it bounds each read, not the whole fetch);
-* a fetch that overruns keeps its slot until it really ends, and a lookup
-  that finds every slot taken fails at once instead of queueing, so a
-  hanging upstream holds a few threads, never the lookup workers of other
-  users;
-* at most `max_bytes` of a body are read; the rest is cut and marked.
+Fetches run in the source's own ``web-fetch-N`` threads (`Offload`): no
+lookup waits past its deadline, even when `requests` is stuck in a read
+(it bounds each read, not the whole fetch), and a hanging upstream holds
+those few threads, never the lookup workers of other users.  At most
+`max_bytes` of a body are read; the rest is cut and marked.  Bodies are
+asked for without content encoding, so none is decompressed.
 
 Answers (found and not found, never failures) are kept for
 ``--web-cache-ttl`` seconds.  Each thread has its own `requests.Session`,
@@ -37,7 +35,7 @@ import requests
 import requests.adapters
 
 from fingerd.sources.base import Record, SourceError, status_record, text_lines
-from fingerd.workers import WorkerPool
+from fingerd.sources.offload import Offload
 
 NOT_KNOWN = (404, 410)
 
@@ -62,22 +60,6 @@ def trust_store() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-class _Outcome:
-    """The result of one fetch, handed from the fetch thread to the waiting lookup."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.record: Record | None = None
-        self.error: SourceError | None = None
-
-    def wait(self, timeout: float, what: str) -> Record | None:
-        if not self.done.wait(timeout):
-            raise SourceError(f"{what}: no answer within {timeout:g} s")
-        if self.error is not None:
-            raise self.error
-        return self.record
-
-
 class WebSource:
     """Fetches one URL per lookup, with a deadline, a size cap, a cache and a bound on fetches."""
 
@@ -86,15 +68,13 @@ class WebSource:
     max_bytes = 64 * 1024
     max_fetches = 4
     cache_entries = 1024
-    max_redirects = 3
 
     def __init__(self, template: str, timeout: float, cache_ttl: float) -> None:
         self.template = template
         self.timeout = timeout
         self.cache_ttl = cache_ttl
         self.trust = trust_store()
-        self._fetches = threading.BoundedSemaphore(self.max_fetches)
-        self._pool = WorkerPool("web-fetch", self.max_fetches)
+        self._offload = Offload("web-fetch", self.max_fetches)
         self._sessions = threading.local()
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[float, Record | None]] = OrderedDict()
@@ -102,58 +82,43 @@ class WebSource:
     def url(self, name: str) -> str:
         return self.template.replace("{name}", quote(name, safe=""))
 
-    def lookup(self, name: str) -> Record | None:
+    def lookup(self, name: str, deadline: float) -> Record | None:
         cached = self._cached(name)
         if cached is not None:
             return cached[1]
-        if not self._fetches.acquire(blocking=False):
-            raise SourceError(f"{self.max_fetches} fetches already in progress")
-        outcome = _Outcome()
-        self._pool.submit(lambda: self._fetch_into(name, outcome), lambda: self._cancel(outcome))
-        return outcome.wait(self.timeout, self.url(name))
+        deadline = min(deadline, time.monotonic() + self.timeout)
+        return self._offload.call(lambda: self._fetch_and_remember(name, deadline), deadline, self.url(name))
 
-    def names(self) -> None:
+    def names(self, deadline: float) -> None:
         """A URL per user cannot say who the users are."""
         return None
 
     def start(self) -> None:
-        self._pool.start()
+        self._offload.start()
 
     def alive(self) -> bool:
-        return self._pool.alive()
+        return self._offload.alive()
 
     def stop(self, deadline: float) -> None:
         """Fetches end by their own deadline; wait for them no longer than the daemon's."""
-        self._pool.stop(deadline)
+        self._offload.stop(deadline)
 
-    def _fetch_into(self, name: str, outcome: _Outcome) -> None:
-        """In a fetch thread: fetch, remember, and hand the result to the waiting lookup."""
-        try:
-            outcome.record = self._fetch(name)
-            self._remember(name, outcome.record)
-        except SourceError as error:
-            outcome.error = error
-        except Exception as error:
-            outcome.error = SourceError(f"{self.url(name)}: {type(error).__name__}")
-        finally:
-            self._fetches.release()
-            outcome.done.set()
+    def _fetch_and_remember(self, name: str, deadline: float) -> Record | None:
+        record = self._fetch(name, deadline)
+        self._remember(name, record)
+        return record
 
-    def _cancel(self, outcome: _Outcome) -> None:
-        """A fetch dropped by a stopping daemon: free its slot and its waiter."""
-        outcome.error = SourceError("stopping")
-        self._fetches.release()
-        outcome.done.set()
-
-    def _fetch(self, name: str) -> Record | None:
+    def _fetch(self, name: str, deadline: float) -> Record | None:
         url = self.url(name)
-        deadline = time.monotonic() + self.timeout
+        read_timeout = max(0.1, deadline - time.monotonic())
         try:
-            with self._session().get(url, timeout=self.timeout, stream=True, allow_redirects=True) as response:
+            with self._session().get(url, timeout=read_timeout, stream=True, allow_redirects=False) as response:
                 if response.status_code in NOT_KNOWN:
                     return None
                 if response.status_code != 200:
                     raise SourceError(f"{url} answered {response.status_code}")
+                if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+                    raise SourceError(f"{url} answered with a compressed body, which was not asked for")
                 body = self._body(response, deadline)
         except requests.RequestException as error:
             raise SourceError(f"{url}: {type(error).__name__}") from None
@@ -166,7 +131,7 @@ class WebSource:
         while size <= self.max_bytes:
             if time.monotonic() > deadline:
                 raise SourceError(f"{response.url} took longer than {self.timeout:g} s")
-            chunk = response.raw.read1(16384, decode_content=True)
+            chunk = response.raw.read1(16384, decode_content=False)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -178,8 +143,8 @@ class WebSource:
         if session is None:
             session = requests.Session()
             session.trust_env = False
-            session.max_redirects = self.max_redirects
             session.headers["User-Agent"] = "fingerd"
+            session.headers["Accept-Encoding"] = "identity"
             session.mount("https://", _PreloadedTrust(self.trust))
             session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
             self._sessions.session = session

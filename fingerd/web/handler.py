@@ -226,7 +226,8 @@ class WebHandler(BaseHTTPRequestHandler):
 
     def log_request(self, code: object = "-", size: object = "-") -> None:
         status = code.value if isinstance(code, HTTPStatus) else code
-        access_log.info("%s \"%s\" %s", peer_text(self.client_address), visible(self.requestline[:200]), status)
+        line = self.requestline[:200].replace("\\", "\\\\").replace('"', '\\"')
+        access_log.info("%s \"%s\" %s", peer_text(self.client_address), visible(line), status)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
         access_log.debug("%s %s", peer_text(self.client_address), visible(format % args))
