@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import thread_identities
+from conftest import make_certificate, thread_identities
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 
@@ -47,14 +47,7 @@ def dropped(start_daemon, shared_dir, ports, tmp_path):
     status = shared_dir / "status"
     status.write_text("alice: before\n")
     status.chmod(0o644)
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    key.chmod(0o600)
+    cert, key = make_certificate(tmp_path)
     web_port, https_port = ports.take(), ports.take()
     daemon = start_daemon(
         None,
@@ -160,13 +153,7 @@ def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, share
     """passwd, command and web (plain and TLS) all answer after the drop, importing nothing new."""
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     secure = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    cert, key = tmp_path / "up-cert.pem", tmp_path / "up-key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     secure.socket = context.wrap_socket(secure.socket, server_side=True)

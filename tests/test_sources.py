@@ -131,6 +131,14 @@ def test_home_file_is_read_only_up_to_the_limit(tmp_path):
 # the directory
 
 
+def assert_gone(pid: int, message: str, limit: float = 5.0) -> None:
+    """Wait until ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
+    deadline = time.monotonic() + limit
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
 def soon() -> float:
     return time.monotonic() + 10
 
@@ -230,22 +238,14 @@ def test_command_timeout_kills_the_whole_group(tmp_path):
     hang = CommandSource([script(tmp_path, "hang", f"sleep 30 & echo $! > {marker}; wait")], timeout=0.5)
     with pytest.raises(Exception, match="did not finish"):
         hang.lookup("alice", soon())
-    pid = int(marker.read_text())
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
-        assert time.monotonic() < deadline, "the grandchild outlived the timeout"
-        time.sleep(0.05)
+    assert_gone(int(marker.read_text()), "the grandchild outlived the timeout")
 
 
 def test_grandchildren_left_running_are_killed_too(tmp_path):
     marker = tmp_path / "bg-pid"
     quick = CommandSource([script(tmp_path, "bg", f"sleep 97 >/dev/null 2>&1 & echo $! > {marker}; echo hi")], timeout=5)
     assert quick.lookup("alice", soon()).status == ("hi",)
-    pid = int(marker.read_text())
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
-        assert time.monotonic() < deadline, "the background child outlived the lookup"
-        time.sleep(0.05)
+    assert_gone(int(marker.read_text()), "the background child outlived the lookup")
 
 
 def test_one_deadline_for_the_whole_lookup(tmp_path):

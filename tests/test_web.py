@@ -6,13 +6,12 @@ import http.client
 import json
 import socket
 import ssl
-import subprocess
 import time
 import xmlrpc.client
 
 import pytest
 
-from conftest import listening_sockets, read_all, run_fingerd
+from conftest import listening_sockets, make_certificate, read_all, run_fingerd
 
 STATUS = """\
 alice: Writing the finger daemon
@@ -274,15 +273,7 @@ def test_bad_template_is_a_startup_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_https_serves_the_same_site(start_daemon, ports, certificate):
