@@ -7,16 +7,17 @@ connection quietly: there is nobody left to answer.
 
 from __future__ import annotations
 
-import re
 import socket
 from enum import Enum
 
+from fingerd.listen import peer_text
 from fingerd.protocol import Kind, Query, line_is_too_long, parse_query, split_line
 from fingerd.render import visible_bytes
 
 RECV_SIZE = 4096
 LOGGED_QUERY_CHARS = 120
-_NEEDS_ESCAPING = re.compile(rb'[^\x20-\x7e]|["\\]')
+_PLAIN = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
+"""Bytes a logged query may hold as they are; anything else is escaped."""
 
 
 class Progress(Enum):
@@ -30,11 +31,11 @@ class Progress(Enum):
 class Connection:
     """A client socket in non-blocking mode, with its buffers."""
 
-    __slots__ = ("sock", "peer", "accepted", "received", "eof", "outgoing", "deadline")
+    __slots__ = ("sock", "address", "accepted", "received", "eof", "outgoing", "deadline")
 
-    def __init__(self, sock: socket.socket, peer: str, accepted: float) -> None:
+    def __init__(self, sock: socket.socket, address: tuple, accepted: float) -> None:
         self.sock = sock
-        self.peer = peer
+        self.address = address
         self.accepted = accepted
         self.received = b""
         self.eof = False
@@ -57,27 +58,20 @@ class Connection:
             return Progress.COMPLETE
         return Progress.WAITING
 
+    @property
+    def peer(self) -> str:
+        return peer_text(self.address)
+
+    def line(self) -> bytes | None:
+        """The first line as sent, the key replies are cached by; None when it is too long."""
+        if line_is_too_long(self.received):
+            return None
+        return split_line(self.received)[0]
+
     def query(self) -> Query:
         """The query the client sent (only the first line counts)."""
-        if line_is_too_long(self.received):
-            return Query(Kind.TOO_LONG)
-        line, _ = split_line(self.received)
-        return parse_query(line)
-
-    def query_for_log(self) -> str:
-        """The query line, escaped and shortened for the access log.
-
-        Quotes and backslashes are escaped too, so a query cannot end its
-        own quoted field and forge the rest of a log line.
-        """
-        line, _ = split_line(self.received[: LOGGED_QUERY_CHARS * 4])
-        if not _NEEDS_ESCAPING.search(line):
-            text = line.decode("ascii")
-        else:
-            text = visible_bytes(line.replace(b"\\", b"\\\\")).replace('"', '\\"')
-        if len(text) > LOGGED_QUERY_CHARS or len(self.received) > LOGGED_QUERY_CHARS * 4:
-            text = text[:LOGGED_QUERY_CHARS] + f"...({len(self.received)} bytes read)"
-        return text
+        line = self.line()
+        return Query(Kind.TOO_LONG) if line is None else parse_query(line)
 
     def has_unread_input(self) -> bool:
         """True if the client sent more than its query and may send still more.
@@ -124,3 +118,33 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def logged_query(received: bytes) -> str:
+    """The query line, escaped and shortened for the access log.
+
+    Quotes and backslashes are escaped too, so a query cannot end its own
+    quoted field and forge the rest of a log line.
+    """
+    line, _ = split_line(received[: LOGGED_QUERY_CHARS * 4])
+    if not line.translate(None, _PLAIN):
+        text = line.decode("ascii")
+    else:
+        text = visible_bytes(line.replace(b"\\", b"\\\\")).replace('"', '\\"')
+    if len(text) > LOGGED_QUERY_CHARS or len(received) > LOGGED_QUERY_CHARS * 4:
+        text = text[:LOGGED_QUERY_CHARS] + f"...({len(received)} bytes read)"
+    return text
+
+
+def access_line(address: tuple, received: bytes | None, outcome: str) -> str:
+    """One access-log line: peer, the query quoted (``-`` when there was none to read), outcome.
+
+    Written for speed (it runs for every query, in the access-log thread):
+    the peer is the address as text, IPv4-mapped IPv6 shown as IPv4.
+    """
+    host = address[0]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    if received is None:
+        return f"{host} - {outcome}"
+    return f'{host} "{logged_query(received)}" {outcome}'

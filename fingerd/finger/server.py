@@ -43,11 +43,10 @@ from dataclasses import dataclass, field
 
 from fingerd.daemon.access_log import AccessLog
 from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer, answer_now
-from fingerd.finger.connection import Connection, Progress
+from fingerd.finger.connection import Connection, Progress, access_line
 from fingerd.finger.forward import Forwarder
 from fingerd.finger.waiting_room import WaitingRoom
 from fingerd.listen import EarlyBindMixIn, ListenAddress, ListenerMixin, peer_text
-from fingerd.protocol import Query
 from fingerd.render import reply_bytes
 from fingerd.slots import Slots
 from fingerd.sources.directory import Directory
@@ -76,7 +75,7 @@ class _ReplyCache:
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
-        self.replies: dict[Query, tuple[bytes, str]] = {}
+        self.replies: dict[bytes, tuple[bytes, str]] = {}
 
 
 class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
@@ -169,7 +168,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         request.setblocking(False)
-        conn = Connection(request, peer_text(client_address), time.monotonic())
+        conn = Connection(request, client_address, time.monotonic())
         if not self.slots.take():
             self._turn_away(conn)
             return
@@ -199,8 +198,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
             self._park(conn, selectors.EVENT_READ, deadline, self._on_readable, self._on_read_timeout)
 
     def _respond(self, conn: Connection) -> None:
-        query = conn.query()
-        reply = self._reply_now(query)
+        reply = self._reply_now(conn)
         if reply is None:
             self.lookups.submit(
                 functools.partial(self._guarded, self._respond_later, conn),
@@ -219,7 +217,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         self._send_reply(conn, reply_bytes(result.lines), result.outcome)
 
     def _send_reply(self, conn: Connection, reply: bytes, outcome: str) -> None:
-        self.access.record(f'{conn.peer} "{conn.query_for_log()}" {outcome}')
+        self.access.record(access_line, conn.address, conn.received, outcome)
         conn.owe(reply)
         conn.deadline = time.monotonic() + self.settings.timeout
         self._on_writable(conn)
@@ -246,7 +244,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
             self._park(conn, selectors.EVENT_READ, conn.deadline, self._on_lingering, self._close)
 
     def _on_read_timeout(self, conn: Connection) -> None:
-        self.access.record(f'{conn.peer} "{conn.query_for_log()}" timeout')
+        self.access.record(access_line, conn.address, conn.received, "timeout")
         conn.owe(TIMED_OUT_REPLY)
         conn.write()
         self._close(conn)
@@ -274,20 +272,27 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         conn.owe(BUSY_REPLY)
         conn.write()
         conn.close()
-        self.access.record(f"{conn.peer} - busy")
+        self.access.record(access_line, conn.address, None, "busy")
 
     # -- replies -------------------------------------------------------
 
-    def _reply_now(self, query: Query) -> tuple[bytes, str] | None:
-        """The encoded reply if it can be had from memory, else None."""
+    def _reply_now(self, conn: Connection) -> tuple[bytes, str] | None:
+        """The encoded reply if it can be had from memory, else None.
+
+        Replies are cached by the query line exactly as sent, so a repeated
+        query costs a dictionary lookup, not even a parse.
+        """
         generation = self.directory.generation()
         cache = self._cache
         if cache.generation != generation or len(cache.replies) >= self.cache_entries:
             cache = self._cache = _ReplyCache(generation)
-        cached = cache.replies.get(query)
+        line = conn.line()
+        cached = cache.replies.get(line)
         if cached is None:
-            result = answer_now(query, self.directory, self.settings.policy)
+            result = answer_now(conn.query(), self.directory, self.settings.policy)
             if result is None:
                 return None
-            cached = cache.replies[query] = (reply_bytes(result.lines), result.outcome)
+            cached = (reply_bytes(result.lines), result.outcome)
+            if line is not None:
+                cache.replies[line] = cached
         return cached
