@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -243,6 +244,16 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
     yield start
     for daemon in daemons:
         daemon.close()
+
+
+@pytest.fixture
+def nobody_dir():
+    """A directory owned by nobody (as README asks of /var/lib/fingerd), outside pytest's root-only tree."""
+    with tempfile.TemporaryDirectory(prefix="fingerd-nobody-") as name:
+        path = Path(name)
+        path.chmod(0o755)
+        os.chown(path, 65534, 65534)
+        yield path
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -98,15 +97,6 @@ def test_peers_are_logged_by_default(start_daemon, ports):
     log = daemon.wait_for_log('"alice" found')
     assert 'INFO fingerd.access: 127.0.0.1 "alice" found' in log
     assert 'INFO fingerd.web: 127.0.0.1 "GET / HTTP/1.1" 200' in log
-
-
-@pytest.fixture
-def nobody_dir():
-    with tempfile.TemporaryDirectory(prefix="fingerd-log-") as name:
-        path = Path(name)
-        path.chmod(0o755)
-        os.chown(path, 65534, 65534)
-        yield path
 
 
 @as_root

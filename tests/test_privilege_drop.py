@@ -15,7 +15,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -33,18 +32,8 @@ AUDITED = (sys.executable, str(Path(__file__).resolve().parent / "audit_imports.
 
 
 @pytest.fixture
-def shared_dir():
-    """A directory owned by nobody, as the README asks of /var/lib/fingerd."""
-    with tempfile.TemporaryDirectory(prefix="fingerd-drop-") as name:
-        path = Path(name)
-        path.chmod(0o755)
-        os.chown(path, 65534, 65534)
-        yield path
-
-
-@pytest.fixture
-def dropped(start_daemon, shared_dir, ports, tmp_path):
-    status = shared_dir / "status"
+def dropped(start_daemon, nobody_dir, ports, tmp_path):
+    status = nobody_dir / "status"
     status.write_text("alice: before\n")
     status.chmod(0o644)
     cert, key = make_certificate(tmp_path)
@@ -52,17 +41,17 @@ def dropped(start_daemon, shared_dir, ports, tmp_path):
     daemon = start_daemon(
         None,
         program=AUDITED,
-        workdir=shared_dir,
+        workdir=nobody_dir,
         user="nobody",
         group="nogroup",
         status_file=str(status),
-        pidfile=str(shared_dir / "fingerd.pid"),
-        log_file=str(shared_dir / "fingerd.log"),
+        pidfile=str(nobody_dir / "fingerd.pid"),
+        log_file=str(nobody_dir / "fingerd.log"),
         web_port=web_port,
         https_port=https_port,
         tls_cert=str(cert),
         tls_key=str(key),
-        setter_socket=str(shared_dir / "setter.sock"),
+        setter_socket=str(nobody_dir / "setter.sock"),
     )
     daemon.web_port, daemon.https_port = web_port, https_port
     return daemon
@@ -85,19 +74,19 @@ def use_the_web_view(daemon) -> None:
     assert xmlrpc.client.ServerProxy(secure + "/RPC2", context=context).getUsers()
 
 
-def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir):
+def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, nobody_dir):
     daemon = dropped
     assert daemon.query(b"alice\r\n") == b"before\r\n"
     identities = thread_identities(daemon.process.pid)
     assert len(identities) >= 4, "acceptor, waiting room, watcher and reloader are running"
     for identity in identities:
         assert identity == {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4, "Groups": []}
-    log_file = shared_dir / "fingerd.log"
+    log_file = nobody_dir / "fingerd.log"
     assert "dropped privileges to nobody:nogroup" in daemon.log()
 
-    (shared_dir / "status").write_text("alice: after\n")
+    (nobody_dir / "status").write_text("alice: after\n")
     daemon.wait_for_reply(b"alice\r\n", b"after\r\n")
-    os.rename(log_file, shared_dir / "fingerd.log.1")
+    os.rename(log_file, nobody_dir / "fingerd.log.1")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for("READY=1", timeout=5)
     for query in (b"\xff\r\n", b"x@y\r\n", b"\r\n", b"A" * 2000):
@@ -105,24 +94,24 @@ def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, shared_dir)
     use_the_web_view(daemon)
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
-        sock.connect(str(shared_dir / "setter.sock"))
+        sock.connect(str(nobody_dir / "setter.sock"))
         sock.sendall(b"SET 22\nset through the socket\n")
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(4096) == b"OK set status of root\n"
     daemon.wait_for_reply(b"root\r\n", b"set through the socket\r\n")
     assert daemon.stop() == 0
-    assert not (shared_dir / "fingerd.pid").exists()
+    assert not (nobody_dir / "fingerd.pid").exists()
     assert "stopped" in log_file.read_text()
     assert "IMPORT AFTER DROP" not in daemon.log()
     assert "Traceback" not in daemon.log() + log_file.read_text()
 
 
-def test_an_unreadable_status_file_is_picked_up_once_readable(dropped, shared_dir):
+def test_an_unreadable_status_file_is_picked_up_once_readable(dropped, nobody_dir):
     daemon = dropped
-    status = shared_dir / "status"
+    status = nobody_dir / "status"
     status.chmod(0o600)
     status.write_text("alice: secret\n")
-    log_file = shared_dir / "fingerd.log"
+    log_file = nobody_dir / "fingerd.log"
     deadline = time.monotonic() + 3
     while "Permission denied; keeping the last table" not in log_file.read_text():
         assert time.monotonic() < deadline, "the unreadable file is reported"
@@ -132,12 +121,12 @@ def test_an_unreadable_status_file_is_picked_up_once_readable(dropped, shared_di
     daemon.wait_for_reply(b"alice\r\n", b"secret\r\n", limit=1.0)
 
 
-def test_a_status_file_the_daemon_cannot_replace_is_a_clear_setter_error(dropped, shared_dir):
+def test_a_status_file_the_daemon_cannot_replace_is_a_clear_setter_error(dropped, nobody_dir):
     """The setter socket runs as nobody too; a root-owned directory refuses it."""
     daemon = dropped
-    socket_path = shared_dir / "setter.sock"
-    os.chown(shared_dir, 0, 0)
-    before = (shared_dir / "status").read_bytes()
+    socket_path = nobody_dir / "setter.sock"
+    os.chown(nobody_dir, 0, 0)
+    before = (nobody_dir / "status").read_bytes()
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(str(socket_path))
@@ -145,11 +134,11 @@ def test_a_status_file_the_daemon_cannot_replace_is_a_clear_setter_error(dropped
         sock.shutdown(socket.SHUT_WR)
         reply = sock.recv(4096)
     assert reply.startswith(b"ERROR cannot update the status file: Permission denied")
-    assert (shared_dir / "status").read_bytes() == before
+    assert (nobody_dir / "status").read_bytes() == before
     assert daemon.query(b"alice\r\n") == b"before\r\n"
 
 
-def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, shared_dir, tmp_path):
+def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, nobody_dir, tmp_path):
     """passwd, command and web (plain and TLS) all answer after the drop, importing nothing new."""
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     secure = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
@@ -160,7 +149,7 @@ def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, share
     for server in (upstream, secure):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     account = f"fdtdrop{os.getpid() % 100000}"
-    home = shared_dir / "home"
+    home = nobody_dir / "home"
     subprocess.run(["useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/sh", account], check=True)
     home.chmod(0o755)
     (home / ".plan").write_text("planned\n")
@@ -168,7 +157,7 @@ def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, share
     try:
         daemons = [
             start_daemon(
-                "alice: filed\n", workdir=shared_dir, program=AUDITED, user="nobody", group="nogroup",
+                "alice: filed\n", workdir=nobody_dir, program=AUDITED, user="nobody", group="nogroup",
                 source="[file, passwd, web, command]", passwd_min_uid=1000, command="/bin/echo ran for",
                 web_url=f"http://localhost:{upstream.server_address[1]}/{{name}}",
             ),
@@ -182,7 +171,7 @@ def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, share
         assert daemon.text("missing") == "ran for missing\r\n"
         assert account in daemon.text("")
         assert daemon.stop() == 0
-        tls_dir = shared_dir / "tls"
+        tls_dir = nobody_dir / "tls"
         tls_dir.mkdir()
         tls_dir.chmod(0o755)
         daemon = start_daemon(
@@ -218,15 +207,15 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def test_forwarding_after_the_drop_resolves_and_loads_nothing(start_daemon, shared_dir, ports):
+def test_forwarding_after_the_drop_resolves_and_loads_nothing(start_daemon, nobody_dir, ports):
     """A forward resolves a name, connects, relays and sanitizes, all as nobody, all with modules loaded at start."""
-    status = shared_dir / "status"
+    status = nobody_dir / "status"
     status.write_text("alice: \x1b[1mbefore\n")
     status.chmod(0o644)
     daemon = start_daemon(
         None,
         program=AUDITED,
-        workdir=shared_dir,
+        workdir=nobody_dir,
         user="nobody",
         group="nogroup",
         status_file=str(status),

@@ -9,7 +9,6 @@ groups are configuration errors (exit 2, naming the option).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ import pytest
 from conftest import run_fingerd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the identity checks apply when started as root")
-
-
-@pytest.fixture
-def nobody_dir():
-    """A directory nobody can use, outside pytest's root-only temporary tree."""
-    with tempfile.TemporaryDirectory(prefix="fingerd-checks-") as name:
-        path = Path(name)
-        path.chmod(0o755)
-        os.chown(path, 65534, 65534)
-        yield path
 
 
 def start_as_nobody(ports, status: Path, *args: str):
