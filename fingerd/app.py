@@ -121,17 +121,14 @@ class Application:
         self._reload_requested = False
 
     def _source(self, name: str) -> Source:
-        """One configured source; the option values were checked by `fingerd.config`.
-
-        No source may take longer than a finger client is kept waiting.
-        """
+        """One configured source; the option values were checked (and timeouts cut to --timeout) by `fingerd.config`."""
         options = self.options
         if name == "passwd":
             return PasswdSource(options.passwd_min_uid, options.passwd_deny)
         if name == "command":
-            return CommandSource(options.command_argv, min(options.command_timeout, options.timeout))
+            return CommandSource(options.command_argv, options.command_timeout)
         if name == "web":
-            return WebSource(options.web_url, min(options.web_timeout, options.timeout), options.web_cache_ttl)
+            return WebSource(options.web_url, options.web_timeout, options.web_cache_ttl)
         return FileSource(self.table)
 
     def _web_servers(self) -> list[WebServer]:
@@ -182,6 +179,7 @@ class Application:
             self._start()
         except BaseException:
             self._stop_services()
+            self._close_unstarted()
             raise
         where = ", ".join(f"{listener.name} on {listener.listen_address}" for listener in self.listeners)
         self.notifier.send("READY=1", f"STATUS=serving {where}")
@@ -272,6 +270,12 @@ class Application:
                 log.exception("error stopping %s", type(service).__name__)
         if self.pidfile is not None:
             self.pidfile.remove()
+
+    def _close_unstarted(self) -> None:
+        """After a failed start: close what was bound but never served, so no socket file is left behind."""
+        for listener in self.listeners:
+            if listener not in self._running:
+                listener.server_close()
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop_signal)

@@ -364,12 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("words", nargs="*", metavar="TARGET", help="[name][@host[:port]]... or finger://host[:port]/name")
     add("-l", "--long", action="store_true", help="the verbose form (sends /W, as does a /W before TARGET)")
-    add("--port", type=parse_port, default=DEFAULT_PORT, metavar="N", help="port when TARGET names none (default 79)")
+    add("--port", type=_port, default=DEFAULT_PORT, metavar="N", help="port when TARGET names none (default 79)")
     add("--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="whole exchange (default 10)")
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument("-e", "--escape", action="store_true", help="show control characters as ^X and \\xNN")
     shown.add_argument("--ascii", action="store_true", help="print printable 7-bit ASCII only")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        return parse_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number from 1 to 65535: {text!r}") from None
 
 
 def _timeout(text: str) -> float:

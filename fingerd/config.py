@@ -43,7 +43,9 @@ PLANNED = " (accepted, not implemented yet)"
 COMMAND_LINE_ONLY = ("help", "config", "check_config")
 EPILOG = (
     "Every long option is also a config-file key (finger-port = 79) and an environment "
-    "variable (FINGERD_FINGER_PORT). Precedence: command line, environment, config file, default."
+    "variable (FINGERD_FINGER_PORT). Precedence: command line, environment, config file, default. "
+    "Also: 'fingerd set [--for NAME] [--clear] [MESSAGE]' sets your status; "
+    "'fingerd query [/W] [name][@host[:port]]' asks a finger server."
 )
 
 
@@ -274,6 +276,8 @@ def _check_sources(options: argparse.Namespace) -> str:
             return f"argument --source: {source} needs {option}"
         if value and source not in options.source:
             return f"argument {option}: set, but --source does not list {source}"
+    options.command_timeout = min(options.command_timeout, options.timeout)
+    options.web_timeout = min(options.web_timeout, options.timeout)
     return _check_command(options) or _check_web_url(options)
 
 
@@ -309,8 +313,10 @@ def _check_web_url(options: argparse.Namespace) -> str:
         return f"argument --web-url: {url!r} has an invalid port"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"argument --web-url: {url!r} is not an http or https URL"
-    if "{name}" in parts.netloc:
-        return f"argument --web-url: {url!r}: {{name}} may be in the path or the query, not the host"
+    if "{name}" not in parts.path + parts.query:
+        return f"argument --web-url: {url!r}: {{name}} must be in the path or the query"
+    if parts.username is not None or parts.password is not None:
+        return "argument --web-url: credentials in the URL are refused (the configuration is logged at start)"
     return ""
 
 

@@ -53,12 +53,14 @@ def test_no_new_connections_after_sigterm(start_daemon):
 def test_a_live_pidfile_refuses_a_second_start(start_daemon, ports):
     first = start_daemon("alice: hi\n", pidfile="{workdir}/fingerd.pid")
     pidfile = first.workdir / "fingerd.pid"
+    socket_path = first.workdir / "second.sock"
     result = run_fingerd(
-        "--bind", "127.0.0.1", "--finger-port", str(ports.take()), "--user", "root",
-        "--status-file", str(first.status_file), "--pidfile", str(pidfile),
+        "--bind", "127.0.0.1", "--finger-port", str(ports.take()), "--user", "root", "--web-port", "0",
+        "--setter-socket", str(socket_path), "--status-file", str(first.status_file), "--pidfile", str(pidfile),
     )
     assert result.returncode == 1
     assert "already running" in result.stderr
+    assert not socket_path.exists(), "a failed start leaves no setter socket behind"
     assert pidfile.read_text().strip() == str(first.process.pid)
 
 
@@ -99,8 +101,8 @@ def test_port_in_use_is_one_clear_line(ports, tmp_path):
         holder.bind(("127.0.0.1", port))
         holder.listen()
         result = run_fingerd(
-            "--bind", "127.0.0.1", "--finger-port", str(port), "--user", "root",
-            "--status-file", str(tmp_path / "status"),
+            "--bind", "127.0.0.1", "--finger-port", str(port), "--user", "root", "--web-port", "0",
+            "--setter-socket", "", "--status-file", str(tmp_path / "status"),
         )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr

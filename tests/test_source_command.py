@@ -94,6 +94,12 @@ def test_bad_source_options_are_refused(options, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_source_timeout_longer_than_timeout_is_cut_and_shown_cut():
+    result = run_fingerd("--check-config", "--source", "command", "--command", "/bin/echo", "--command-timeout", "60")
+    assert result.returncode == 0, result.stderr
+    assert "command-timeout = 10.0" in result.stdout
+
+
 def test_a_bare_program_name_is_found_on_the_fixed_path():
     result = run_fingerd("--check-config", "--source", "command", "--command", "echo hello")
     assert result.returncode == 0, result.stderr
