@@ -83,11 +83,22 @@ class Parser(configargparse.ArgumentParser):
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         """Parse and check; exits with status 2 and a message on bad input."""
-        options = self.parse_args(argv)
+        options, unknown = self.parse_known_args(argv)
+        if unknown:
+            self.error(self.unknown_keys() or f"unrecognized arguments: {' '.join(unknown)}")
         problem = self.unknown_environment() or resolve(options)
         if problem:
             self.error(problem)
         return options
+
+    def unknown_keys(self) -> str:
+        """A config-file key that names no option, said as such (configargparse reports it as a flag)."""
+        for source, settings in self.get_source_to_settings_dict().items():
+            kind, _, path = source.partition("|")
+            unknown = [key for key, (action, _) in settings.items() if kind == "config_file" and action is None]
+            if unknown:
+                return f"config file {path}: unknown key {unknown[0]!r} (keys are the long options without their dashes)"
+        return ""
 
     def unknown_environment(self) -> str:
         """A FINGERD_ variable that names no option is a typo worth stopping for."""

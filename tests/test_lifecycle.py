@@ -139,7 +139,9 @@ def test_unknown_config_key_exits_2(tmp_path):
     config.write_text("finger-port = 7979\nfinger-prot = 80\n")
     result = run_fingerd("-c", str(config))
     assert result.returncode == 2
-    assert "finger-prot" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"fingerd: error: config file {config}: unknown key 'finger-prot' (keys are the long options without their dashes)"
+    )
     assert "Traceback" not in result.stderr
 
 
