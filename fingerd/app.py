@@ -49,7 +49,6 @@ from fingerd.sources.command import CommandSource
 from fingerd.sources.directory import Directory
 from fingerd.sources.file import FileSource
 from fingerd.sources.passwd import PasswdSource
-from fingerd.sources.web import WebSource
 from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
 from fingerd.users.writer import StatusFileWriter
@@ -128,6 +127,10 @@ class Application:
         if name == "command":
             return CommandSource(options.command_argv, options.command_timeout)
         if name == "web":
+            # Imported only when configured (still before the privilege drop):
+            # requests and urllib3 cost every other daemon 6 MiB and start-up time.
+            from fingerd.sources.web import WebSource
+
             return WebSource(options.web_url, options.web_timeout, options.web_cache_ttl)
         return FileSource(self.table)
 

@@ -74,13 +74,18 @@ def split_line(data: bytes) -> tuple[bytes, bool]:
     return line, complete
 
 
-def line_is_too_long(data: bytes) -> bool:
-    """True once ``data`` proves the first line exceeds `MAX_QUERY_BYTES`."""
+def first_line(data: bytes) -> bytes | None:
+    """The first line of ``data`` (see `split_line`), or None once it is proven longer than `MAX_QUERY_BYTES`."""
     line, complete = split_line(data)
     if complete:
-        return len(line) > MAX_QUERY_BYTES
+        return None if len(line) > MAX_QUERY_BYTES else line
     # Without a line end yet, a trailing CR may still belong to CR LF.
-    return len(data) - data.endswith(b"\r") > MAX_QUERY_BYTES
+    return None if len(data) - data.endswith(b"\r") > MAX_QUERY_BYTES else line
+
+
+def line_is_too_long(data: bytes) -> bool:
+    """True once ``data`` proves the first line exceeds `MAX_QUERY_BYTES`."""
+    return first_line(data) is None
 
 
 def parse_query(line: bytes) -> Query:

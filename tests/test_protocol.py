@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from fingerd.protocol import (
     MAX_QUERY_BYTES,
+    first_line,
     NAME_PATTERN,
     Kind,
     Query,
@@ -297,3 +298,12 @@ def test_parse_query_decodes_utf8_text(text):
 def test_parse_query_valid_names(name, verbose, gap):
     prefix = "/W" + gap if verbose else gap
     assert parse_query((prefix + name + gap).encode()) == Query(Kind.USER, verbose, name)
+
+
+@given(st.one_of(st.binary(max_size=1100), st.binary(min_size=1020, max_size=1030)))
+def test_first_line_is_the_split_line_until_it_is_too_long(data):
+    line, complete = split_line(data)
+    if len(data) <= MAX_QUERY_BYTES or (complete and len(line) <= MAX_QUERY_BYTES):
+        assert first_line(data) == line
+    elif complete:
+        assert first_line(data) is None

@@ -11,7 +11,7 @@ import socket
 from enum import Enum
 
 from fingerd.listen import peer_text
-from fingerd.protocol import Kind, Query, line_is_too_long, parse_query, split_line
+from fingerd.protocol import Kind, Query, first_line, line_is_too_long, parse_query, split_line
 from fingerd.render import visible_bytes
 
 RECV_SIZE = 4096
@@ -64,9 +64,7 @@ class Connection:
 
     def line(self) -> bytes | None:
         """The first line as sent, the key replies are cached by; None when it is too long."""
-        if line_is_too_long(self.received):
-            return None
-        return split_line(self.received)[0]
+        return first_line(self.received)
 
     def query(self) -> Query:
         """The query the client sent (only the first line counts)."""

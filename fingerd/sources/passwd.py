@@ -150,7 +150,15 @@ class PasswdSource:
         return self._offload.call(lambda: self._lookup(name), deadline, f"passwd entry of {name}")
 
     def names(self, deadline: float) -> list[tuple[str, Lines]]:
-        """Every visible account with its plan; rebuilt at most every `listing_ttl` seconds."""
+        """Every visible account with its plan; rebuilt at most every `listing_ttl` seconds.
+
+        A fresh listing is answered here, without a trip through the reader
+        threads, so it is there even while they are all stuck.
+        """
+        with self._listing_lock:
+            built, listing = self._listing
+            if time.monotonic() - built < self.listing_ttl:
+                return listing
         return self._offload.call(self._names, deadline, "passwd listing")
 
     def start(self) -> None:
