@@ -160,6 +160,12 @@ def test_long_line_without_newline_gets_an_error(daemon, size):
     assert daemon.query(b"B" * size) == b"Query too long: at most 1024 bytes\r\n"
 
 
+def test_a_long_query_is_logged_cut_short_with_its_size(daemon):
+    daemon.query(b"B" * 4000, half_close=True)
+    log = daemon.wait_for_log("bytes read")
+    assert re.search(r'127\.0\.0\.1 "B{120}\.\.\.\(4000 bytes read\)" too-long$', log, re.M), log
+
+
 def test_long_line_without_newline_at_half_close(daemon):
     assert daemon.query(b"B" * 4000, half_close=True) == b"Query too long: at most 1024 bytes\r\n"
 

@@ -9,6 +9,11 @@ other log line, and writes them with one call.  With syslog, where
 each line must be its own message, it falls back to one `logging` record
 per line, still off the accepting thread.
 
+Finger traffic repeats itself: the same few names asked from the same
+few addresses.  So the text of a line is kept by what it was made from, up
+to `cache_entries` of them, and a busy server formats each distinct query
+once; the timestamp is likewise made once per millisecond.
+
 Every line starts with the client's address and a space (``-`` where there
 is none).  With ``--no-log-peers`` that first word is written as ``-``, here
 rather than at each call site, and in this thread rather than the
@@ -33,6 +38,7 @@ class AccessLog:
 
     interval = 0.01
     chunk = 64
+    cache_entries = 4096
     name = "access-log"
 
     def __init__(self, logs: Logs) -> None:
@@ -42,14 +48,19 @@ class AccessLog:
         self._pending: deque[tuple[float, Callable[..., str], tuple]] = deque()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._lines: dict[tuple, str] = {}
         self._stamp_second = -1
         self._stamp = ""
+        self._stamp_milli = -1
+        self._stamp_text = ""
 
     def record(self, describe: Callable[..., str], *details: object) -> None:
         """Note one access: ``describe(*details)`` makes the line (escaped, peer first), later, in this thread.
 
         The accepting thread pays for a tuple; formatting and escaping run
-        here, while that thread waits in its system calls.
+        here, while that thread waits in its system calls.  ``details`` must
+        be hashable, and should repeat between clients (the host, not the
+        host and port), since lines are cached by them.
         """
         if self.enabled:
             self._pending.append((time.time(), describe, details))
@@ -86,9 +97,16 @@ class AccessLog:
         batch to be formatted.
         """
         entries = []
+        lines = self._lines
         while self._pending and len(entries) < count:
             moment, describe, details = self._pending.popleft()
-            entries.append((moment, describe(*details)))
+            key = (describe, details)
+            text = lines.get(key)
+            if text is None:
+                if len(lines) >= self.cache_entries:
+                    lines.clear()
+                text = lines[key] = describe(*details)
+            entries.append((moment, text))
         return entries
 
     def _write(self, entries: list[tuple[float, str]]) -> None:
@@ -110,9 +128,17 @@ class AccessLog:
         self.logs.write("".join(f"{start}{stamp(moment)}{middle}{text}{after}\n" for moment, text in entries))
 
     def _timestamp(self, moment: float) -> str:
-        """``2026-11-23 22:40:00,123``, as logging's default asctime writes it."""
+        """``2026-11-23 22:40:00,123``, as logging's default asctime writes it.
+
+        Made once per millisecond: a busy server writes many lines in each.
+        """
         second = int(moment)
+        milli = int((moment - second) * 1000)
         if second != self._stamp_second:
             self._stamp_second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S,", time.localtime(second))
-        return f"{self._stamp}{int((moment - second) * 1000):03d}"
+            self._stamp_milli = -1
+        if milli != self._stamp_milli:
+            self._stamp_milli = milli
+            self._stamp_text = f"{self._stamp}{milli:03d}"
+        return self._stamp_text

@@ -15,7 +15,11 @@ from fingerd.protocol import Kind, Query, first_line, line_is_too_long, parse_qu
 from fingerd.render import visible_bytes
 
 RECV_SIZE = 4096
+HOLD_TAIL = getattr(socket, "MSG_MORE", 0)
+"""Send flag: more is coming (here: the FIN), so do not push a short segment yet."""
 LOGGED_QUERY_CHARS = 120
+LOGGED_BYTES = LOGGED_QUERY_CHARS * 4
+"""How much of what a client sent the access log looks at."""
 _PLAIN = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
 """Bytes a logged query may hold as they are; anything else is escaped."""
 
@@ -88,9 +92,15 @@ class Connection:
         self.outgoing = memoryview(reply)
 
     def write(self) -> bool:
-        """Send what is owed; True when all is sent or the peer is gone."""
+        """Send what is owed; True when all is sent or the peer is gone.
+
+        Sent with ``MSG_MORE``: the tail of the reply is held back until the
+        server closes or shuts down its side, which it does as soon as the
+        reply is out, so Linux sends the tail and the FIN in one segment.
+        That is one packet, and one wake-up of the client, fewer per query.
+        """
         try:
-            sent = self.sock.send(self.outgoing)
+            sent = self.sock.send(self.outgoing, HOLD_TAIL)
         except BlockingIOError:
             return False
         except OSError:
@@ -118,31 +128,33 @@ class Connection:
             pass
 
 
-def logged_query(received: bytes) -> str:
+def logged_query(head: bytes, size: int) -> str:
     """The query line, escaped and shortened for the access log.
 
-    Quotes and backslashes are escaped too, so a query cannot end its own
-    quoted field and forge the rest of a log line.
+    ``head`` is the start of what the client sent, at most `LOGGED_BYTES`;
+    ``size`` is how much it sent in all.  Quotes and backslashes are
+    escaped too, so a query cannot end its own quoted field and forge the
+    rest of a log line.
     """
-    line, _ = split_line(received[: LOGGED_QUERY_CHARS * 4])
+    line, _ = split_line(head)
     if not line.translate(None, _PLAIN):
         text = line.decode("ascii")
     else:
         text = visible_bytes(line.replace(b"\\", b"\\\\")).replace('"', '\\"')
-    if len(text) > LOGGED_QUERY_CHARS or len(received) > LOGGED_QUERY_CHARS * 4:
-        text = text[:LOGGED_QUERY_CHARS] + f"...({len(received)} bytes read)"
+    if len(text) > LOGGED_QUERY_CHARS or size > LOGGED_BYTES:
+        text = text[:LOGGED_QUERY_CHARS] + f"...({size} bytes read)"
     return text
 
 
-def access_line(address: tuple, received: bytes | None, outcome: str) -> str:
+def access_line(host: str, head: bytes | None, size: int, outcome: str) -> str:
     """One access-log line: peer, the query quoted (``-`` when there was none to read), outcome.
 
-    Written for speed (it runs for every query, in the access-log thread):
-    the peer is the address as text, IPv4-mapped IPv6 shown as IPv4.
+    Made from the host without the port, and from at most `LOGGED_BYTES`
+    of the query, so that lines repeat and the access log can cache them.
+    IPv4-mapped IPv6 is shown as IPv4.
     """
-    host = address[0]
     if host.startswith("::ffff:") and "." in host:
         host = host[7:]
-    if received is None:
+    if head is None:
         return f"{host} - {outcome}"
-    return f'{host} "{logged_query(received)}" {outcome}'
+    return f'{host} "{logged_query(head, size)}" {outcome}'

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from fingerd.daemon.access_log import AccessLog
 from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer, answer_now
-from fingerd.finger.connection import Connection, Progress, access_line
+from fingerd.finger.connection import LOGGED_BYTES, Connection, Progress, access_line
 from fingerd.finger.forward import Forwarder
 from fingerd.finger.waiting_room import WaitingRoom
 from fingerd.listen import EarlyBindMixIn, ListenAddress, ListenerMixin, peer_text
@@ -217,7 +217,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         self._send_reply(conn, reply_bytes(result.lines), result.outcome)
 
     def _send_reply(self, conn: Connection, reply: bytes, outcome: str) -> None:
-        self.access.record(access_line, conn.address, conn.received, outcome)
+        self._log(conn, outcome)
         conn.owe(reply)
         conn.deadline = time.monotonic() + self.settings.timeout
         self._on_writable(conn)
@@ -244,10 +244,14 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
             self._park(conn, selectors.EVENT_READ, conn.deadline, self._on_lingering, self._close)
 
     def _on_read_timeout(self, conn: Connection) -> None:
-        self.access.record(access_line, conn.address, conn.received, "timeout")
+        self._log(conn, "timeout")
         conn.owe(TIMED_OUT_REPLY)
         conn.write()
         self._close(conn)
+
+    def _log(self, conn: Connection, outcome: str) -> None:
+        received = conn.received
+        self.access.record(access_line, conn.address[0], received[:LOGGED_BYTES], len(received), outcome)
 
     def _park(self, conn: Connection, events: int, deadline: float, on_ready: Step, on_expired: Step) -> None:
         self.waiting_room.park(
@@ -272,7 +276,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         conn.owe(BUSY_REPLY)
         conn.write()
         conn.close()
-        self.access.record(access_line, conn.address, None, "busy")
+        self.access.record(access_line, conn.address[0], None, 0, "busy")
 
     # -- replies -------------------------------------------------------
 
