@@ -250,6 +250,7 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         self._close(conn)
 
     def _log(self, conn: Connection, outcome: str) -> None:
+        """Record the access by host and the start of the query: what repeats, so the log can cache its lines."""
         received = conn.received
         self.access.record(access_line, conn.address[0], received[:LOGGED_BYTES], len(received), outcome)
 
