@@ -43,12 +43,10 @@ def main() -> int:
     options = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fingerd-compare-"))
     status = workdir / "status"
-    status.write_text("".join(f"user{i}: status {i}\n" for i in range(run.USERS)) + "alice: Writing the finger daemon\n")
+    run.write_status(status)
     loadgen = run.build_loadgen(workdir)
     servers = [tree_server(spec, status) for spec in options.trees]
-    port = run.free_port()
-    twisted = run.Server("twisted", [sys.executable, str(run.BENCH / "peers" / "twisted_finger.py"), str(port), str(status)], port)
-    servers.append(twisted)
+    servers.append(run.peer("twisted", "twisted_finger.py", run.free_port(), status))
     try:
         for server in servers:
             server.start()

@@ -106,6 +106,16 @@ def fingerd_command(port: int, status: Path, log_level: str) -> list[str]:
     ]
 
 
+def write_status(path: Path) -> None:
+    """The status file every server answers from: `USERS` users, and alice, who is asked for."""
+    path.write_text("".join(f"user{i}: status {i}\n" for i in range(USERS)) + "alice: Writing the finger daemon\n")
+
+
+def peer(name: str, script: str, port: int, status: Path) -> Server:
+    """A peer server from ``bench/peers``, started as ``script PORT STATUS_FILE``."""
+    return Server(name, [sys.executable, str(BENCH / "peers" / script), str(port), str(status)], port)
+
+
 def throughput(servers: list[Server], loadgen: str, rounds: int, seconds: float) -> None:
     for level in LEVELS:
         for server in servers:
@@ -243,14 +253,14 @@ def main() -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="fingerd-bench-"))
     status = workdir / "status"
-    status.write_text("".join(f"user{i}: status {i}\n" for i in range(USERS)) + "alice: Writing the finger daemon\n")
+    write_status(status)
     loadgen = build_loadgen(workdir)
     ports = [free_port() for _ in range(4)]
     servers = [
         Server("fingerd", fingerd_command(ports[0], status, "warning"), ports[0]),
         Server("fingerd+log", fingerd_command(ports[1], workdir / "status-log", "info"), ports[1]),
-        Server("twisted", [sys.executable, str(BENCH / "peers" / "twisted_finger.py"), str(ports[2]), str(status)], ports[2]),
-        Server("plain loop", [sys.executable, str(BENCH / "peers" / "plain_loop.py"), str(ports[3]), str(status)], ports[3]),
+        peer("twisted", "twisted_finger.py", ports[2], status),
+        peer("plain loop", "plain_loop.py", ports[3], status),
     ]
     shutil.copy(status, workdir / "status-log")
     try:
