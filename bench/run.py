@@ -4,7 +4,13 @@ Every server answers from the same status file on a loopback port; a small C
 epoll client (`loadgen.c`, built here with the system compiler) drives one
 query per connection at each concurrency level.  Rounds alternate the order
 of the servers, and the median round is reported, so a noisy machine hurts
-every server alike.  Then fingerd alone: 300 idle clients held open during a
+every server alike.  Beside each rate is the server's CPU time per
+connection answered (utime+stime from /proc/PID/stat around the run, all
+threads, in 10 ms clock ticks, so a 3 s run resolves it to well under 1%):
+on this 2-core machine the load generator takes a core of its own, so the
+rate is partly its limit, while the CPU a server spends on a connection is
+its own.  `compare.py` pins each side to a core for that figure; this script
+does not, so its rates stay comparable with earlier runs.  Then fingerd alone: 300 idle clients held open during a
 run, a 100,000-user reload, and the delay from renaming a new status file
 into place to the new status being served.
 
@@ -18,6 +24,7 @@ matplotlib (``pip install '.[bench]'``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import socket
@@ -26,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,10 +55,13 @@ class Server:
     port: int
     process: subprocess.Popen | None = None
     runs: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    core: int | None = None
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.process = subprocess.Popen(self.command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL, preexec_fn=on_core(self.core)
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -78,6 +89,30 @@ class Server:
         return statistics.median(run[key] for run in self.runs[level])
 
 
+def on_core(core: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child to one core before it runs (None: no pinning).
+
+    Pinned before exec, so every thread it starts inherits the mask: pinning a
+    running server with ``sched_setaffinity(pid)`` would move only its main
+    thread, and fingerd has started its accepting and log threads by then.
+    """
+    if core is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads, from /proc/PID/stat; in clock ticks (10 ms here).
+
+    The command name (field 2) is in parentheses and may hold spaces or
+    parentheses of its own, so the fields are counted from the last ')':
+    what follows it starts at field 3, which puts utime (14) and stime (15)
+    at 11 and 12.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -90,11 +125,32 @@ def build_loadgen(workdir: Path) -> str:
     return str(binary)
 
 
-def load(loadgen: str, port: int, concurrency: int, seconds: float, query: str = "alice") -> dict[str, float]:
+def load(
+    loadgen: str, port: int, concurrency: int, seconds: float, query: str = "alice", core: int | None = None
+) -> dict[str, float]:
     output = subprocess.run(
-        [loadgen, str(port), str(concurrency), str(seconds), query], capture_output=True, text=True, check=True
+        [loadgen, str(port), str(concurrency), str(seconds), query],
+        capture_output=True, text=True, check=True, preexec_fn=on_core(core),
     ).stdout
     return {key: float(value) for key, value in (pair.split("=") for pair in output.split())}
+
+
+def measured_load(
+    server: Server, loadgen: str, concurrency: int, seconds: float, core: int | None = None
+) -> dict[str, float]:
+    """`load`, plus ``cpu_us``: the server's CPU time in µs per connection the load generator had answered.
+
+    The CPU time is read just before and just after the run, so it also
+    holds what the server did on its own meanwhile (its log thread's ticks,
+    the status-file watcher): a small, steady share, the same in every round.
+    With 10 ms ticks a run needs a few seconds (a 3 s run at 10,000 conn/s
+    resolves it to about 0.3 µs in 100 µs or more).
+    """
+    before = cpu_seconds(server.process.pid)
+    figures = load(loadgen, server.port, concurrency, seconds, core=core)
+    used = cpu_seconds(server.process.pid) - before
+    figures["cpu_us"] = used * 1e6 / figures["conns"] if figures["conns"] else math.nan
+    return figures
 
 
 def fingerd_command(port: int, status: Path, log_level: str) -> list[str]:
@@ -123,20 +179,24 @@ def throughput(servers: list[Server], loadgen: str, rounds: int, seconds: float)
         for round_number in range(rounds):
             order = servers[round_number % len(servers):] + servers[: round_number % len(servers)]
             for server in order:
-                server.runs[level].append(load(loadgen, server.port, level, seconds))
+                server.runs[level].append(measured_load(server, loadgen, level, seconds))
         print(f"  concurrency {level}: done", file=sys.stderr)
 
 
 def throughput_table(servers: list[Server]) -> str:
     fingerd, twisted = servers[0], next(server for server in servers if server.name == "twisted")
-    rows = ["| server | conc. | conn/s | p50 ms | p99 ms | max ms | errors | vs Twisted |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| server | conc. | conn/s | CPU µs/conn | p50 ms | p99 ms | max ms | errors | vs Twisted |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for level in LEVELS:
         for server in servers:
             rate = server.median(level, "rate")
             ratio = rate / twisted.median(level, "rate")
             errors = int(sum(run["errors"] for run in server.runs[level]))
             rows.append(
-                f"| {server.name} | {level} | {rate:,.0f} | {server.median(level, 'p50_ms'):.2f} | "
+                f"| {server.name} | {level} | {rate:,.0f} | {server.median(level, 'cpu_us'):.0f} | "
+                f"{server.median(level, 'p50_ms'):.2f} | "
                 f"{server.median(level, 'p99_ms'):.2f} | {server.median(level, 'max_ms'):.1f} | {errors} | {ratio:.2f}x |"
             )
     del fingerd

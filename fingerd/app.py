@@ -13,8 +13,15 @@ loaded its table, and a SIGTERM during start-up is never lost.
 The main thread does no network work.  It sleeps on an `Event` that the
 signal handlers set, wakes at least every `tick` seconds (a Python signal
 handler runs only when the main thread wakes), runs the watcher's health
-check, and on SIGTERM or SIGINT stops the services in reverse order of
-starting.
+check, and on SIGTERM or SIGINT stops everything by one deadline,
+`stop_budget` seconds away::
+
+    every listener stops accepting ──> lookups in progress run until the cut-off
+        (`REPLY_RESERVE` before the deadline), then the sources fail what still waits
+        ──> every service stops in reverse order of starting, joining its threads
+
+so a query in flight is answered (at worst "Lookup failed, try again later")
+and logged before the process exits.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from fingerd.sources.command import CommandSource
 from fingerd.sources.directory import Directory
 from fingerd.sources.file import FileSource
 from fingerd.sources.passwd import PasswdSource
+from fingerd.threads import REPLY_RESERVE
 from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
 from fingerd.users.writer import StatusFileWriter
@@ -263,8 +271,17 @@ class Application:
         self._running.append(service)
 
     def _stop_services(self) -> None:
-        """Stop in reverse order; all of them share one deadline (SPEC: exit within 5 s)."""
+        """Stop accepting everywhere, let lookups finish until the cut-off, stop all in reverse order by one deadline.
+
+        The deadline keeps the exit within the 5 s a service manager is
+        promised (README, "Running it as a daemon").
+        """
         deadline = time.monotonic() + self.stop_budget
+        for listener in reversed(self.listeners):
+            if listener in self._running:
+                listener.stop_accepting()
+        if self.directory in self._running:
+            self.directory.stop(deadline, cutoff=deadline - REPLY_RESERVE)
         while self._running:
             service = self._running.pop()
             try:

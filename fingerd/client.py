@@ -292,22 +292,26 @@ def exchange(addresses: Sequence[Address], query: bytes, deadline: float, limit:
     where the connection goes.  Everything must be done by ``deadline``
     (a `time.monotonic` value), however slowly the server trickles.
     """
-    sock = _connect(addresses, deadline)
-    with sock:
-        received = bytearray()
-        try:
+    with connect(addresses, deadline) as sock:
+        return converse(sock, query, deadline, limit)
+
+
+def converse(sock: socket.socket, query: bytes, deadline: float, limit: int) -> Reply:
+    """Send ``query`` on a connected socket and read the reply to EOF or ``limit`` bytes, by ``deadline``."""
+    received = bytearray()
+    try:
+        sock.settimeout(_remaining(deadline, received))
+        sock.sendall(query)
+        while len(received) <= limit:
             sock.settimeout(_remaining(deadline, received))
-            sock.sendall(query)
-            while len(received) <= limit:
-                sock.settimeout(_remaining(deadline, received))
-                chunk = sock.recv(min(65536, limit + 1 - len(received)))
-                if not chunk:
-                    return Reply(bytes(received))
-                received += chunk
-        except TimeoutError:
-            raise TimedOut("timed out waiting for the reply", bytes(received)) from None
-        except OSError as error:
-            raise FingerError(f"connection lost: {error.strerror or error}", bytes(received)) from None
+            chunk = sock.recv(min(65536, limit + 1 - len(received)))
+            if not chunk:
+                return Reply(bytes(received))
+            received += chunk
+    except TimeoutError:
+        raise TimedOut("timed out waiting for the reply", bytes(received)) from None
+    except OSError as error:
+        raise FingerError(f"connection lost: {error.strerror or error}", bytes(received)) from None
     return Reply(bytes(received[:limit]), truncated=True)
 
 
@@ -324,7 +328,8 @@ def _remaining(deadline: float, received: bytes | bytearray = b"") -> float:
     return left
 
 
-def _connect(addresses: Sequence[Address], deadline: float) -> socket.socket:
+def connect(addresses: Sequence[Address], deadline: float) -> socket.socket:
+    """A socket connected to the first of ``addresses`` that answers by ``deadline``."""
     error: FingerError = UnknownHost("no address to connect to")
     for family, sockaddr in addresses:
         left = _remaining(deadline)

@@ -15,9 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fingerd.daemon.access_log import AccessLog
+from fingerd.daemon.access_log import LOGGED_BYTES, AccessLog, access_line
 from fingerd.daemon.logs import Logs
-from fingerd.finger.connection import LOGGED_BYTES, access_line
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +51,7 @@ def logged(tmp_path, records, cache_entries=AccessLog.cache_entries):
     access = AccessLog(logs)
     access.cache_entries = cache_entries
     for record in records:
-        access.record(access_line, *record)
+        access.record(*record)
     access.flush()
     logs.close()
     return [line.partition(" INFO fingerd.access: ")[2] for line in path.read_text().splitlines()], access

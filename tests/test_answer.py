@@ -378,7 +378,7 @@ def test_a_hop_goes_to_a_worker_and_a_refusal_is_answered_at_once(snapshot):
 def test_answer_hands_the_hop_to_the_relay(snapshot):
     query = parse_query(b"alice@127.0.0.1:7979")
     assert answer(query, snapshot, LOOPBACK_ALLOWED) == Answer((FORWARD_DENIED,), "forward-denied")
-    relayed = answer(query, snapshot, LOOPBACK_ALLOWED, lambda hop: Answer((hop.host, str(hop.port)), "forwarded"))
+    relayed = answer(query, snapshot, LOOPBACK_ALLOWED, lambda hop, deadline: Answer((hop.host, str(hop.port)), "forwarded"))
     assert relayed == Answer(("127.0.0.1", "7979"), "forwarded")
 
 

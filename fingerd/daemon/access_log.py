@@ -14,6 +14,10 @@ few addresses.  So the text of a line is kept by what it was made from, up
 to `cache_entries` of them, and a busy server formats each distinct query
 once; the timestamp is likewise made once per millisecond.
 
+A line is the peer, the query quoted (escaped, cut to `LOGGED_QUERY_CHARS`
+with the size read when longer) or ``-`` when there was none to read, and
+the outcome: ``192.0.2.1 "/W alice" found``.
+
 Every line starts with the client's address and a space (``-`` where there
 is none).  With ``--no-log-peers`` that first word is written as ``-``, here
 rather than at each call site, and in this thread rather than the
@@ -26,11 +30,53 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 from fingerd.daemon.logs import Logs
+from fingerd.threads import join_all
+from fingerd.protocol import split_line
+from fingerd.render import visible_bytes
 
 CHANNEL = "fingerd.access"
+LOGGED_QUERY_CHARS = 120
+LOGGED_BYTES = LOGGED_QUERY_CHARS * 4
+"""How much of what a client sent the access log looks at."""
+_PLAIN = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
+"""Bytes a logged query may hold as they are; anything else is escaped."""
+
+Entry = tuple[str, "bytes | None", int, str]
+"""What one access line is made of: host, the start of the query, bytes read, outcome."""
+
+
+def logged_query(head: bytes, size: int) -> str:
+    """The query line, escaped and shortened for the access log.
+
+    ``head`` is the start of what the client sent, at most `LOGGED_BYTES`;
+    ``size`` is how much it sent in all.  Quotes and backslashes are
+    escaped too, so a query cannot end its own quoted field and forge the
+    rest of a log line.
+    """
+    line, _ = split_line(head)
+    if not line.translate(None, _PLAIN):
+        text = line.decode("ascii")
+    else:
+        text = visible_bytes(line.replace(b"\\", b"\\\\")).replace('"', '\\"')
+    if len(text) > LOGGED_QUERY_CHARS or size > LOGGED_BYTES:
+        text = text[:LOGGED_QUERY_CHARS] + f"...({size} bytes read)"
+    return text
+
+
+def access_line(host: str, head: bytes | None, size: int, outcome: str) -> str:
+    """One access-log line: peer, the query quoted (``-`` when there was none to read), outcome.
+
+    Made from the host without the port, and from at most `LOGGED_BYTES`
+    of the query, so that lines repeat and can be cached.  IPv4-mapped IPv6
+    is shown as IPv4.
+    """
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    if head is None:
+        return f"{host} - {outcome}"
+    return f'{host} "{logged_query(head, size)}" {outcome}'
 
 
 class AccessLog:
@@ -45,33 +91,35 @@ class AccessLog:
         self.logs = logs
         self.logger = logging.getLogger(CHANNEL)
         self.enabled = self.logger.isEnabledFor(logging.INFO)
-        self._pending: deque[tuple[float, Callable[..., str], tuple]] = deque()
+        self._pending: deque[tuple[float, Entry]] = deque()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._lines: dict[tuple, str] = {}
+        self._lines: dict[Entry, str] = {}
         self._stamp_second = -1
         self._stamp = ""
         self._stamp_milli = -1
         self._stamp_text = ""
 
-    def record(self, describe: Callable[..., str], *details: object) -> None:
-        """Note one access: ``describe(*details)`` makes the line (escaped, peer first), later, in this thread.
+    def record(self, host: str, query: bytes | None, size: int, outcome: str) -> None:
+        """Note one access, to be written later by this log's thread (see `access_line`).
 
-        The accepting thread pays for a tuple; formatting and escaping run
-        here, while that thread waits in its system calls.  ``details`` must
-        be hashable, and should repeat between clients (the host, not the
-        host and port), since lines are cached by them.
+        ``query`` is the start of what the client sent (at most
+        `LOGGED_BYTES` are looked at), None when it sent nothing to read;
+        ``size`` is how much it sent.  The caller pays for a tuple;
+        formatting and escaping run in the log's thread.
         """
         if self.enabled:
-            self._pending.append((time.time(), describe, details))
+            self._pending.append((time.time(), (host, None if query is None else query[:LOGGED_BYTES], size, outcome)))
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, deadline: float = 0.0) -> None:
+    def stop(self, deadline: float) -> None:
+        """Write what is left; the thread is joined until ``deadline``, and the rest written from here."""
         self._stopping.set()
-        self._thread.join()
-        self.flush()
+        join_all([self._thread], deadline)
+        if not self._thread.is_alive():
+            self.flush()
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -99,13 +147,12 @@ class AccessLog:
         entries = []
         lines = self._lines
         while self._pending and len(entries) < count:
-            moment, describe, details = self._pending.popleft()
-            key = (describe, details)
-            text = lines.get(key)
+            moment, entry = self._pending.popleft()
+            text = lines.get(entry)
             if text is None:
                 if len(lines) >= self.cache_entries:
                     lines.clear()
-                text = lines[key] = describe(*details)
+                text = lines[entry] = access_line(*entry)
             entries.append((moment, text))
         return entries
 

@@ -1,6 +1,6 @@
 """What the finger service says: a `Query` and the directory in, reply lines out.
 
-The fixed texts are part of the contract (SPEC 4); `docs/behavior.md`
+The fixed texts are part of the protocol; `docs/behavior.md` ("Answering")
 explains each choice and the RFC 1288 section behind it.  Nothing here
 touches a socket, so every reply can be tested without one; the layout of a
 user's reply belongs to the source that knew the user (`fingerd.sources`).
@@ -35,6 +35,7 @@ FORWARD_TIMED_OUT = "Forwarding failed: timed out"
 FORWARD_UNKNOWN_HOST = "Forwarding failed: unknown host"
 FORWARD_ERROR = "Forwarding failed: network error"
 FORWARD_BUSY = "Forwarding busy, try again later"
+FORWARD_STOPPED = "Forwarding failed: server stopping, try again later"
 LIST_NAME_WIDTH = 16
 
 __all__ = [
@@ -89,7 +90,8 @@ class Hop:
     listed: bool
 
 
-Relay = Callable[[Hop], Answer]
+Relay = Callable[[Hop, float], Answer]
+"""Makes a hop by a deadline (`fingerd.finger.forward.Forwarder.relay`)."""
 
 
 def answer(
@@ -98,11 +100,14 @@ def answer(
     """Answer one query, asking every source it takes and making a forwarding hop (may block).
 
     Without a ``relay`` nothing is forwarded: a hop is refused as if
-    forwarding were off.  The sources are asked until ``deadline``.
+    forwarding were off.  The sources are asked, and the hop made, until
+    ``deadline`` (a `time.monotonic` value; `Directory.timeout` from now
+    when None).
     """
+    deadline = directory.deadline(deadline)
     result = _answer(query, directory, policy, wait=True, deadline=deadline)
     if isinstance(result, Hop):
-        return relay(result) if relay is not None else Answer((FORWARD_DENIED,), "forward-denied")
+        return relay(result, deadline) if relay is not None else Answer((FORWARD_DENIED,), "forward-denied")
     assert result is not None, "a waiting lookup always answers"
     return result
 

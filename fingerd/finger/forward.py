@@ -2,17 +2,21 @@
 
 `fingerd.finger.answer.forward_hop` decides, without the network, whether
 a forwarded query may go out and where.  This module makes the hop it
-decided on, in a lookup worker, with the finger client's code:
+decided on, in the connection's own thread, with the finger client's code:
 
 * the host is resolved once, and unless the operator listed it, every
   address it resolves to must be public (`is_public_address`); the
   connection then goes to those checked addresses, never to a second
   lookup, so a name that changes its answer in between (DNS rebinding)
   reaches nothing new;
-* the whole hop, connect to last byte, is bounded by `--timeout`, and the
-  reply by `reply_limit` bytes, past which it ends with a visible marker;
-* at most `concurrent` hops run at once; one more is answered "busy" at
-  once rather than queued, so forwards can never hold every lookup worker;
+* the whole hop, connect to last byte, is bounded by the query's deadline
+  (`--timeout` after the client connected), and the reply by `reply_limit`
+  bytes, past which it ends with a visible marker;
+* at most `concurrent` hops run at once; one more waits for a free one
+  until its deadline, then is answered "busy", so forwards to a silent
+  host hold only the threads of the queries that asked for them;
+* when the daemon stops, hops still waiting for their reply are cut, and
+  their clients told so, rather than left waiting past the exit;
 * the reply is relayed line by line and sent through `reply_bytes` like
   any other, so a hostile server's escape sequences arrive as text.
 
@@ -24,12 +28,16 @@ ASCII or not).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
-from fingerd.client import FingerError, Refused, Reply, TimedOut, UnknownHost, exchange, reply_lines, resolve
+from fingerd.client import FingerError, Refused, Reply, TimedOut, UnknownHost, connect, converse, reply_lines, resolve
 from fingerd.finger.answer import (
     FORWARD_BUSY,
+    FORWARD_STOPPED,
     FORWARD_ERROR,
     FORWARD_NOT_ALLOWED,
     FORWARD_REFUSED,
@@ -44,35 +52,82 @@ TRUNCATED = "[reply truncated at {limit} bytes]"
 _FAILURES = {Refused: FORWARD_REFUSED, TimedOut: FORWARD_TIMED_OUT, UnknownHost: FORWARD_UNKNOWN_HOST}
 
 
+class OpenSockets:
+    """The outbound sockets of hops in progress, so that a stop can cut them.
+
+    A thread blocked reading a silent far end wakes when its socket is shut
+    down; `cut_all` does that to every socket held, and to any opened later.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self.cut = False
+
+    @contextmanager
+    def holding(self, sock: socket.socket) -> Iterator[None]:
+        with self._lock:
+            self._open.add(sock)
+            if self.cut:
+                _shut(sock)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open.discard(sock)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            self.cut = True
+            for sock in self._open:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class Forwarder:
     """Makes forwarding hops, a few at a time; `relay` is the ``relay`` of `answer`."""
 
     concurrent = 4
     reply_limit = 64 * 1024
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
+    def __init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.concurrent)
+        self._open = OpenSockets()
 
-    def relay(self, hop: Hop) -> Answer:
-        """Make ``hop`` if a slot is free (blocks up to the timeout); else say busy at once."""
-        if not self._slots.acquire(blocking=False):
+    def relay(self, hop: Hop, deadline: float) -> Answer:
+        """Make ``hop`` once a slot is free, all by ``deadline``; "busy" if none frees in time."""
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return Answer((FORWARD_BUSY,), "forward-busy")
         try:
-            return relay_once(hop, time.monotonic() + self.timeout, self.reply_limit)
+            return relay_once(hop, deadline, self.reply_limit, self._open)
         finally:
             self._slots.release()
 
+    def stop(self) -> None:
+        """Cut every hop still in progress: its client is told the daemon is stopping."""
+        self._open.cut_all()
 
-def relay_once(hop: Hop, deadline: float, limit: int) -> Answer:
+
+def relay_once(hop: Hop, deadline: float, limit: int, held: OpenSockets | None = None) -> Answer:
     """Resolve, check, connect to the checked addresses, and relay the reply."""
     try:
         addresses = resolve(hop.host, hop.port)
         if not hop.listed and not all(is_public_address(sockaddr[0]) for _, sockaddr in addresses):
             return Answer((FORWARD_NOT_ALLOWED,), "forward-denied")
-        reply = exchange(addresses, hop.query, deadline, limit)
+        with connect(addresses, deadline) as sock, held.holding(sock) if held else nullcontext():
+            reply = converse(sock, hop.query, deadline, limit)
     except FingerError as error:
+        if held is not None and held.cut:
+            return Answer((FORWARD_STOPPED,), "forward-failed")
         return Answer((_FAILURES.get(type(error), FORWARD_ERROR),), "forward-failed")
+    if held is not None and held.cut:
+        return Answer((FORWARD_STOPPED,), "forward-failed")
     return Answer(relayed_lines(reply, limit), "forwarded")
 
 

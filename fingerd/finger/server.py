@@ -1,29 +1,38 @@
-"""The finger service (RFC 1288, port 79) on `socketserver`.
+"""The finger service (RFC 1288, port 79): a threading `socketserver`.
 
 ::
 
-    finger-acceptor thread                 finger-waiting-room thread
-    serve_forever(): accept()              selector over parked sockets
-      process_request(): recv, no wait       |
-        query complete? --yes--> respond     +-- readable: read more --> respond
-        |                        send, no wait   writable: send the rest
-        +--no--> park -------------------->      peer closed: close
-                                                 deadline: time-out reply, close
+    finger-acceptor thread                      finger-N thread, one per connection that needs one
+    serve_forever(): accept()                   FingerHandler.handle(), top to bottom:
+      process_request():                          read the query line       until the deadline
+        slot free? --no--> "Server busy", close   look it up, or forward    sources block, bounded by it
+        recv what has arrived (no wait)           sendall the reply         within --timeout
+        whole line, answered from memory,         half-close, drain, close
+        sent whole? --yes--> close, done
+        |
+        +--no--> start_thread(Exchange) ------>
 
-The accepting thread never blocks on a client.  A client that has already
-sent its line (nearly all of them) is answered on the spot from the user
-table: one ``accept``, ``recv``, ``send`` and ``close``, no thread started
-and no hand-off.  A query that needs a source that may block (``~/.plan``,
-a command, a URL) goes to the ``finger-lookup-N`` workers, which answer it
-and hand the connection back for sending; so does a forwarded query
-(``name@host``) that will make a hop.  A client that is slow to ask, slow to read, or keeps
-sending is parked in the `WaitingRoom`, which finishes it without holding a
-thread.  So idle clients cannot starve the service, and the only limit on
-them is `--max-connections`, past which a client gets `BUSY` and is closed.
+The listening socket has ``TCP_DEFER_ACCEPT``: the kernel hands over a
+connection once its query has arrived (or after `defer_seconds` of
+silence).  So nearly every client is answered on the accepting thread from
+memory, with one ``recv``, one ``send`` and a ``close``: no thread started,
+nothing handed over.  Every other connection gets a thread of its own,
+counted against `--max-connections`, and that thread is plain blocking
+code: a query in pieces, a lookup in a source that may block (``~/.plan``,
+a command, a URL), a forwarding hop, a long reply to a slow reader.  Each
+wait is bounded by the query's deadline, `--timeout` after the client
+connected, and a slow source holds only the threads of the queries that
+asked it (`fingerd.sources`).
 
 Replies are built by the pure functions of `fingerd.finger.answer`.  Those
-answered from memory are cached per table generation, so a large user list
-costs its formatting once per reload rather than once per query.
+answered from memory are cached by the query line as sent, per table
+generation, so a repeated query costs a dictionary lookup.
+
+On stop: accept nothing new; let every connection go on until shortly
+before the deadline (`REPLY_RESERVE`); then cut forwarding hops and the
+reads of clients still silent, which are told ``Timed out waiting for the
+query``; the sources have failed their own waiting lookups by then, so
+those are told ``Lookup failed``.  Every query is logged.
 
 Tunables are class attributes, as in `socketserver`.
 """
@@ -31,30 +40,29 @@ Tunables are class attributes, as in `socketserver`.
 from __future__ import annotations
 
 import errno
-import functools
 import logging
-import selectors
 import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fingerd.daemon.access_log import AccessLog
 from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer, answer_now
-from fingerd.finger.connection import LOGGED_BYTES, Connection, Progress, access_line
 from fingerd.finger.forward import Forwarder
-from fingerd.finger.waiting_room import WaitingRoom
-from fingerd.listen import EarlyBindMixIn, ListenAddress, ListenerMixin, peer_text
+from fingerd.listen import ListenAddress, ListenerMixin, peer_text
+from fingerd.protocol import Kind, Query, first_line, line_is_too_long, parse_query
 from fingerd.render import reply_bytes
-from fingerd.slots import Slots
 from fingerd.sources.directory import Directory
-from fingerd.workers import WorkerPool
+from fingerd.threads import DONT_WAIT, REPLY_RESERVE, BoundedThreadsMixIn, join_all
 
 log = logging.getLogger("fingerd.finger")
 
-Step = Callable[[Connection], None]
+RECV_SIZE = 4096
+HOLD_TAIL = getattr(socket, "MSG_MORE", 0)
+"""Send flag: more is coming (here: the FIN), so do not push a short segment yet."""
+SEND_NOW = DONT_WAIT | HOLD_TAIL
+DEFER_ACCEPT = getattr(socket, "TCP_DEFER_ACCEPT", None)
 BUSY_REPLY = reply_bytes([BUSY])
 TIMED_OUT_REPLY = reply_bytes([TIMED_OUT])
 
@@ -68,6 +76,109 @@ class FingerSettings:
     policy: Policy = field(default_factory=Policy)
 
 
+@dataclass
+class Exchange:
+    """One connection, as the accepting thread hands it to a thread of its own.
+
+    ``accepted`` is when the client's deadline started; ``received`` is what
+    it has sent so far and ``ended`` whether it has half-closed.  ``unsent``
+    is the rest of a reply the accepting thread began to send (and logged).
+    """
+
+    sock: socket.socket
+    accepted: float
+    received: bytes = b""
+    ended: bool = False
+    unsent: memoryview | bytes = b""
+
+    def take(self, chunk: bytes) -> None:
+        if chunk:
+            self.received += chunk
+        else:
+            self.ended = True
+
+    def complete(self) -> bool:
+        """True once the query line is whole, proven too long, or ended by the client's half-close."""
+        return self.ended or b"\n" in self.received or line_is_too_long(self.received)
+
+    def line(self) -> bytes | None:
+        """The query line as sent, the key replies are cached by; None when it is too long."""
+        return first_line(self.received)
+
+    def has_unread_input(self) -> bool:
+        """True if the client sent more than its query and may send still more.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy the reply before the client reads it; such a
+        connection is drained before it is closed.
+        """
+        if self.ended:
+            return False
+        end = self.received.find(b"\n")
+        return end < 0 or end + 1 < len(self.received)
+
+
+class FingerHandler(socketserver.BaseRequestHandler):
+    """One finger exchange, in the connection's own thread: read, look up, send, close."""
+
+    request: Exchange
+    server: FingerServer
+
+    def setup(self) -> None:
+        self.sock = self.request.sock
+        self.deadline = self.request.accepted + self.server.settings.timeout
+
+    def handle(self) -> None:
+        exchange = self.request
+        try:
+            if not exchange.unsent:
+                if not self.read_query():
+                    self.server.log(self.client_address, exchange, "timeout")
+                    self.send(TIMED_OUT_REPLY)
+                    return
+                exchange.unsent, outcome = self.server.reply(exchange.line(), self.deadline)
+                self.server.log(self.client_address, exchange, outcome)
+            self.send(exchange.unsent)
+            if exchange.has_unread_input():
+                self.drain()
+        except OSError as error:
+            log.debug("%s: %s", peer_text(self.client_address), error)
+
+    def finish(self) -> None:
+        self.sock.close()
+
+    def read_query(self) -> bool:
+        """Read until the query line is complete; False when the deadline (or the daemon's stop) comes first."""
+        exchange = self.request
+        while not exchange.complete():
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(RECV_SIZE)
+            except TimeoutError:
+                return False
+            if not chunk and self.server.closing.is_set():
+                return False
+            exchange.take(chunk)
+        return True
+
+    def send(self, reply: memoryview | bytes) -> None:
+        """The whole reply within `--timeout`; its tail rides with the FIN that closing sends."""
+        self.sock.settimeout(self.server.settings.timeout)
+        self.sock.sendall(reply, HOLD_TAIL)
+
+    def drain(self) -> None:
+        """Half-close, then read and drop what the client still sends, for a moment, before closing."""
+        self.sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + min(self.server.linger_seconds, self.server.settings.timeout)
+        while (remaining := end - time.monotonic()) > 0:
+            self.sock.settimeout(remaining)
+            if not self.sock.recv(65536):
+                return
+
+
 class _ReplyCache:
     """Encoded replies for one table generation."""
 
@@ -78,64 +189,48 @@ class _ReplyCache:
         self.replies: dict[bytes, tuple[bytes, str]] = {}
 
 
-class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
-    """Answers finger queries from a `UserTable`; `start()` and `stop()` it."""
+class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
+    """Answers finger queries from the directory; `start()` and `stop()` it."""
 
     allow_reuse_address = True
     request_queue_size = 1024
-    poll_interval = 0.2
+    accept_batch = 64
+    accept_error_pause = 0.05
+    defer_seconds = 1
     linger_seconds = 2.0
     cache_entries = 4096
-    accept_error_pause = 0.05
-    accept_batch = 64
-    lookup_workers = 8
-
     name = "finger"
+    busy_reply = BUSY_REPLY
 
     def __init__(
         self, address: ListenAddress, directory: Directory, settings: FingerSettings, access: AccessLog
     ) -> None:
         self.listen_address = address
-        self.access = access
         self.address_family = address.family
         self.directory = directory
         self.settings = settings
-        self.slots = Slots(settings.max_connections)
-        self.waiting_room = WaitingRoom()
-        self.lookups = WorkerPool("finger-lookup", self.lookup_workers)
-        self.forwarder = Forwarder(settings.timeout)
+        self.access = access
+        self.forwarder = Forwarder()
+        self.closing = threading.Event()
         self._cache = _ReplyCache(-1)
-        self._thread = threading.Thread(target=self._serve, name="finger-acceptor", daemon=True)
-        super().__init__((address.host, address.port), None, bind_and_activate=False)  # type: ignore[arg-type]
-
-    # -- lifecycle -----------------------------------------------------
-
-    def start(self) -> None:
-        """Start listening and answering."""
-        self.server_activate()
-        self.waiting_room.start()
-        self.lookups.start()
-        self._thread.start()
-
-    def alive(self) -> bool:
-        """False if a thread of this service has died: the daemon should exit."""
-        return self._thread.is_alive() and self.waiting_room.alive() and self.lookups.alive()
+        self.max_connections = settings.max_connections
+        self.init_threads(lifetime=2 * settings.timeout + self.linger_seconds)
+        super().__init__((address.host, address.port), FingerHandler, bind_and_activate=False)
 
     def stop(self, deadline: float) -> None:
-        """Stop accepting, finish in-flight replies until ``deadline``, join every thread."""
-        if self._thread.is_alive():
-            self.shutdown()
-            self._thread.join()
-        self.server_close()
-        self.lookups.stop(deadline)
-        self.waiting_room.stop(max(0.0, deadline - time.monotonic()))
-
-    def _serve(self) -> None:
-        self.serve_forever(self.poll_interval)
+        """Stop accepting; at the cut-off, end forwarding hops and silent clients; join every thread."""
+        self.stop_accepting()
+        join_all(self.threads(), deadline - REPLY_RESERVE)
+        self.closing.set()
+        self.forwarder.stop()
+        self.shut(self.threads(), socket.SHUT_RD)
+        super().stop(deadline)
 
     # -- socketserver extension points ---------------------------------
 
     def server_activate(self) -> None:
+        if DEFER_ACCEPT is not None:
+            self.socket.setsockopt(socket.IPPROTO_TCP, DEFER_ACCEPT, self.defer_seconds)
         super().server_activate()
         self.socket.setblocking(False)
 
@@ -150,12 +245,13 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
             try:
                 request, client_address = self.get_request()
             except OSError:
-                return
+                break
             try:
                 self.process_request(request, client_address)
             except Exception:
                 log.exception("error with a connection from %s", peer_text(client_address))
                 self.shutdown_request(request)
+        super().service_actions()
 
     def get_request(self) -> tuple[socket.socket, tuple]:
         try:
@@ -167,122 +263,73 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
             raise
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        request.setblocking(False)
-        conn = Connection(request, client_address, time.monotonic())
-        if not self.slots.take():
-            self._turn_away(conn)
+        """Answer at once what memory can answer; give everything else a thread."""
+        accepted = time.monotonic()
+        if not self.slots.acquire(blocking=False):
+            self.turn_away(request, client_address)
             return
-        self._guarded(self._on_readable, conn)
-
-    def _guarded(self, step: Step, conn: Connection) -> None:
-        """Run one step of an exchange; on a bug, log it and close only this connection."""
+        exchange = Exchange(request, accepted)
         try:
-            step(conn)
-        except Exception:
-            log.exception("error answering %s", conn.peer)
-            self._close(conn)
-
-    def handle_error(self, request: object, client_address: tuple) -> None:
-        log.exception("error with a connection from %s", peer_text(client_address))
-
-    # -- one exchange, step by step ------------------------------------
-
-    def _on_readable(self, conn: Connection) -> None:
-        progress = conn.read()
-        if progress is Progress.COMPLETE:
-            self._respond(conn)
-        elif progress is Progress.GONE:
-            self._close(conn)
-        else:
-            deadline = conn.accepted + self.settings.timeout
-            self._park(conn, selectors.EVENT_READ, deadline, self._on_readable, self._on_read_timeout)
-
-    def _respond(self, conn: Connection) -> None:
-        reply = self._reply_now(conn)
-        if reply is None:
-            self.lookups.submit(
-                functools.partial(self._guarded, self._respond_later, conn),
-                functools.partial(self._guarded, self._turn_away_late, conn),
-            )
-            return
-        self._send_reply(conn, *reply)
-
-    def _respond_later(self, conn: Connection) -> None:
-        """In a lookup worker: ask the sources that may block, or make a forwarding hop, then send."""
-        deadline = conn.accepted + self.settings.timeout
-        if time.monotonic() > deadline:
-            self._turn_away_late(conn)
-            return
-        result = answer(conn.query(), self.directory, self.settings.policy, self.forwarder.relay, deadline)
-        self._send_reply(conn, reply_bytes(result.lines), result.outcome)
-
-    def _send_reply(self, conn: Connection, reply: bytes, outcome: str) -> None:
-        self._log(conn, outcome)
-        conn.owe(reply)
-        conn.deadline = time.monotonic() + self.settings.timeout
-        self._on_writable(conn)
-
-    def _on_writable(self, conn: Connection) -> None:
-        if not conn.write():
-            self._park(conn, selectors.EVENT_WRITE, conn.deadline, self._on_writable, self._close)
-            return
-        if not conn.has_unread_input():
-            self._close(conn)
-            return
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
+            exchange.take(request.recv(RECV_SIZE, DONT_WAIT))
+        except BlockingIOError:
+            exchange.accepted -= self.defer_seconds if DEFER_ACCEPT is not None else 0
         except OSError:
-            self._close(conn)
+            self._close(exchange)
             return
-        conn.deadline = time.monotonic() + min(self.linger_seconds, self.settings.timeout)
-        self._park(conn, selectors.EVENT_READ, conn.deadline, self._on_lingering, self._close)
+        if exchange.complete() and not exchange.has_unread_input() and self._answer_at_once(exchange, client_address):
+            self._close(exchange)
+            return
+        self.start_thread(exchange, client_address)
 
-    def _on_lingering(self, conn: Connection) -> None:
-        if conn.discard_input():
-            self._close(conn)
-        else:
-            self._park(conn, selectors.EVENT_READ, conn.deadline, self._on_lingering, self._close)
+    def socket_of(self, request: object) -> socket.socket:
+        return request.sock if isinstance(request, Exchange) else request  # type: ignore[return-value]
 
-    def _on_read_timeout(self, conn: Connection) -> None:
-        self._log(conn, "timeout")
-        conn.owe(TIMED_OUT_REPLY)
-        conn.write()
-        self._close(conn)
+    def shutdown_request(self, request: object) -> None:
+        """Close: the handler has already half-closed where that was needed."""
+        self.close_request(request)
 
-    def _log(self, conn: Connection, outcome: str) -> None:
-        """Record the access by host and the start of the query: what repeats, so the log can cache its lines."""
-        received = conn.received
-        self.access.record(access_line, conn.address[0], received[:LOGGED_BYTES], len(received), outcome)
+    def close_request(self, request: object) -> None:
+        self.socket_of(request).close()
 
-    def _park(self, conn: Connection, events: int, deadline: float, on_ready: Step, on_expired: Step) -> None:
-        self.waiting_room.park(
-            conn.sock,
-            events,
-            deadline,
-            functools.partial(self._guarded, on_ready, conn),
-            functools.partial(self._guarded, on_expired, conn),
-        )
-
-    def _close(self, conn: Connection) -> None:
-        conn.close()
-        self.slots.give_back()
-
-    def _turn_away_late(self, conn: Connection) -> None:
-        """A query that waited for a lookup worker past `--timeout`, or met a stopping daemon."""
-        self._send_reply(conn, BUSY_REPLY, "busy")
-
-    def _turn_away(self, conn: Connection) -> None:
-        """Past `--max-connections`: a short reply, never a wait."""
-        conn.discard_input()
-        conn.owe(BUSY_REPLY)
-        conn.write()
-        conn.close()
-        self.access.record(access_line, conn.address[0], None, 0, "busy")
+    def log_busy(self, client_address: tuple) -> None:  # type: ignore[override]
+        self.access.record(client_address[0], None, 0, "busy")
 
     # -- replies -------------------------------------------------------
 
-    def _reply_now(self, conn: Connection) -> tuple[bytes, str] | None:
-        """The encoded reply if it can be had from memory, else None.
+    def reply(self, line: bytes | None, deadline: float) -> tuple[bytes, str]:
+        """The encoded reply to a query line and its outcome, asking sources that may block.
+
+        Runs in a connection's own thread, so it leaves the reply cache to
+        the accepting thread, the only one that reads or fills it.
+        """
+        query = Query(Kind.TOO_LONG) if line is None else parse_query(line)
+        result = answer(query, self.directory, self.settings.policy, self.forwarder.relay, deadline)
+        return reply_bytes(result.lines), result.outcome
+
+    def log(self, client_address: tuple, exchange: Exchange, outcome: str) -> None:
+        """Record the access by host and the start of the query: what repeats, so the log can cache its lines."""
+        self.access.record(client_address[0], exchange.received, len(exchange.received), outcome)
+
+    def _answer_at_once(self, exchange: Exchange, client_address: tuple) -> bool:
+        """On the accepting thread: True when memory had the reply and the socket took all of it."""
+        cached = self._reply_from_memory(exchange.line())
+        if cached is None:
+            return False
+        reply, outcome = cached
+        self.log(client_address, exchange, outcome)
+        try:
+            sent = exchange.sock.send(reply, SEND_NOW)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return True
+        if sent < len(reply):
+            exchange.unsent = memoryview(reply)[sent:]
+            return False
+        return True
+
+    def _reply_from_memory(self, line: bytes | None) -> tuple[bytes, str] | None:
+        """The encoded reply if memory has it, else None.
 
         Replies are cached by the query line exactly as sent, so a repeated
         query costs a dictionary lookup, not even a parse.
@@ -291,13 +338,17 @@ class FingerServer(EarlyBindMixIn, ListenerMixin, socketserver.TCPServer):
         cache = self._cache
         if cache.generation != generation or len(cache.replies) >= self.cache_entries:
             cache = self._cache = _ReplyCache(generation)
-        line = conn.line()
-        cached = cache.replies.get(line)
+        cached = cache.replies.get(line) if line is not None else None
         if cached is None:
-            result = answer_now(conn.query(), self.directory, self.settings.policy)
+            query = Query(Kind.TOO_LONG) if line is None else parse_query(line)
+            result = answer_now(query, self.directory, self.settings.policy)
             if result is None:
                 return None
             cached = (reply_bytes(result.lines), result.outcome)
             if line is not None:
                 cache.replies[line] = cached
         return cached
+
+    def _close(self, exchange: Exchange) -> None:
+        exchange.sock.close()
+        self.slots.release()

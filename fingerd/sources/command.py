@@ -12,8 +12,11 @@ group, so that on a timeout the whole group is killed, grandchildren
 included.  Its output is read up to `max_output` bytes; past that it is
 cut, marked and the program killed.  It knows a name when it exits 0 with
 some output.  At most `max_running` programs run at once; a lookup that
-finds them all busy waits up to the timeout, then fails, so a hanging
-program cannot take every lookup worker.
+finds them all busy waits for one until its deadline, then fails.  A slow
+program so holds only the connections that asked for it: other users'
+lookups never wait behind it.  When the daemon stops, every program still
+running is killed and its lookup fails ("Lookup failed"), never "No such
+user".
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ class CommandSource:
             process.stdout.close()  # type: ignore[union-attr]
             with self._lock:
                 self._running.discard(process)
+        if self._stopping and status < 0:
+            raise SourceError(f"{self.argv[0]} was stopped with the daemon")
         return output, 0 if cut else status
 
     def _spawn(self, name: str) -> subprocess.Popen:

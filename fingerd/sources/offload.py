@@ -3,35 +3,50 @@
 A fetch that is stuck in a read, or an ``open`` of a ``~/.plan`` on a hung
 NFS server, cannot be interrupted; what can be bounded is who waits for it.
 So a source hands such a call to its own few threads (``web-fetch-N``,
-``passwd-read-N``) and the lookup waits for the result only until its
-deadline.  A call that overruns keeps its thread and its slot until it
-really ends, and a lookup that finds every slot taken fails at once instead
-of queueing: a hung upstream or disk holds a few threads of its own source,
-never the lookup workers that answer everyone else.
+``passwd-read-N``) and the lookup waits, first for a free thread and then
+for the result, only until its deadline.  A call that overruns keeps its
+thread until it really ends: a hung upstream or disk holds a few threads of
+its own source, never the connection threads answering everyone else.
 
-This is the thread-based answer to "a Deferred with a timeout".
+This is the thread-based answer to "a Deferred with a timeout": the caller
+blocks in `call`, and the only thing handed between threads is the call and
+its `_Outcome`.
+
+`stop` fails every call still waiting (``stopping``), so a lookup in
+progress when the daemon stops is answered "Lookup failed" at once instead
+of at its deadline.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from fingerd.sources.base import Hidden, SourceError
-from fingerd.workers import WorkerPool
+from fingerd.threads import join_all
 
 T = TypeVar("T")
+
+log = logging.getLogger("fingerd.sources")
 
 
 class _Outcome(Generic[T]):
     """One call's result, handed from the thread that ran it to the lookup waiting for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, function: Callable[[], T]) -> None:
+        self.function = function
         self.done = threading.Event()
         self.value: T | None = None
         self.error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
 
 
 class Offload:
@@ -40,46 +55,67 @@ class Offload:
     def __init__(self, name: str, size: int) -> None:
         self.name = name
         self.size = size
-        self._slots = threading.BoundedSemaphore(size)
-        self._pool = WorkerPool(name, size)
+        self._free = threading.Semaphore(size)
+        self._calls: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
+        self._waiting: set[_Outcome] = set()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True) for number in range(1, size + 1)
+        ]
 
     def start(self) -> None:
-        self._pool.start()
+        for thread in self._threads:
+            thread.start()
 
     def alive(self) -> bool:
-        return self._pool.alive()
+        return all(thread.is_alive() for thread in self._threads)
 
     def stop(self, deadline: float) -> None:
-        self._pool.stop(deadline)
+        """Fail every waiting call, let running ones end until ``deadline``, join the threads."""
+        with self._lock:
+            self._stopping = True
+            waiting = list(self._waiting)
+        for outcome in waiting:
+            outcome.fail(SourceError("stopping"))
+        self._free.release()
+        for _ in self._threads:
+            self._calls.put(None)
+        stuck = join_all(self._threads, deadline)
+        if stuck:
+            log.warning("%s still busy at shutdown: %s", self.name, ", ".join(thread.name for thread in stuck))
 
     def call(self, function: Callable[[], T], deadline: float, what: str) -> T:
-        """``function()``'s result, or SourceError when every slot is busy or the deadline passes."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise SourceError(f"{what}: no time left")
-        if not self._slots.acquire(blocking=False):
-            raise SourceError(f"{what}: all {self.size} {self.name} threads are busy")
-        outcome: _Outcome[T] = _Outcome()
-        self._pool.submit(lambda: self._run(function, outcome), lambda: self._cancel(outcome))
-        if not outcome.done.wait(remaining):
-            raise SourceError(f"{what}: no answer within {remaining:.1f} s")
+        """``function()``'s result; SourceError when no thread is free, or no result comes, by ``deadline``."""
+        if not self._free.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise SourceError(f"{what}: all {self.size} {self.name} threads stayed busy")
+        outcome: _Outcome[T] = _Outcome(function)
+        with self._lock:
+            if self._stopping:
+                self._free.release()
+                raise SourceError(f"{what}: stopping")
+            self._waiting.add(outcome)
+        self._calls.put(outcome)
+        try:
+            if not outcome.done.wait(max(0.0, deadline - time.monotonic())):
+                raise SourceError(f"{what}: no answer in time")
+        finally:
+            with self._lock:
+                self._waiting.discard(outcome)
         if outcome.error is not None:
             raise outcome.error
         return outcome.value  # type: ignore[return-value]
 
-    def _run(self, function: Callable[[], T], outcome: _Outcome[T]) -> None:
-        try:
-            outcome.value = function()
-        except (SourceError, Hidden) as error:
-            outcome.error = error
-        except Exception as error:
-            outcome.error = SourceError(f"{type(error).__name__}: {error}")
-        finally:
-            self._slots.release()
-            outcome.done.set()
-
-    def _cancel(self, outcome: _Outcome[T]) -> None:
-        """A call dropped by a stopping daemon: free its slot and its waiter."""
-        outcome.error = SourceError("stopping")
-        self._slots.release()
-        outcome.done.set()
+    def _work(self) -> None:
+        while (outcome := self._calls.get()) is not None:
+            try:
+                value = outcome.function()
+            except (SourceError, Hidden) as error:
+                outcome.fail(error)
+            except Exception as error:
+                outcome.fail(SourceError(f"{type(error).__name__}: {error}"))
+            else:
+                outcome.value = value
+                outcome.done.set()
+            finally:
+                self._free.release()

@@ -48,6 +48,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from fingerd.threads import join_all
 from fingerd.users.statusfile import Problem, parse_status_file
 from fingerd.users.table import UserTable
 
@@ -107,14 +108,14 @@ class StatusFileWatcher:
         self._start_observer()
         self._reloader.start()
 
-    def stop(self, deadline: float = 0.0) -> None:
-        """Stop watching and join every thread this watcher started."""
+    def stop(self, deadline: float) -> None:
+        """Stop watching and join every thread this watcher started, until ``deadline``."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
-        self._stop_observer()
-        if self._reloader.is_alive():
-            self._reloader.join()
+        self._stop_observer(deadline)
+        if join_all([self._reloader], deadline):
+            log.warning("the status-file reloader was still busy at shutdown")
 
     def alive(self) -> bool:
         return self._reloader.is_alive()
@@ -187,11 +188,13 @@ class StatusFileWatcher:
                 observer.join()
             return None
 
-    def _stop_observer(self) -> None:
+    def _stop_observer(self, deadline: float | None = None) -> None:
+        """Stop the observer; wait for its thread until ``deadline`` (a second from now when None)."""
         observer, self._observer = self._observer, None
         if observer is not None and observer.is_alive():
             observer.stop()
-            observer.join()
+            if join_all([observer], deadline or time.monotonic() + 1.0):
+                log.warning("the status-file observer did not stop in time")
 
     # -- events --------------------------------------------------------
 
