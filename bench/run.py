@@ -71,6 +71,7 @@ class Server:
                         return
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # one that runs but never answers would otherwise outlive the bench, on its core
         raise RuntimeError(f"{self.name} did not start")
 
     def stop(self) -> None:

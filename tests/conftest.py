@@ -9,6 +9,8 @@ so no test sleeps and guesses.
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -335,3 +337,44 @@ class OneShotServer:
             conn.sendall(self.reply)
             if self.keep_open:
                 self.done.wait(30)
+
+
+ACCOUNT_PREFIX = f"fdt{os.getpid() % 100000}"
+
+
+class Accounts:
+    """Creates real accounts (``useradd``) with homes under one directory, and removes them all."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.made: list[str] = []
+
+    @staticmethod
+    def possible() -> bool:
+        return os.geteuid() == 0 and shutil.which("useradd") is not None
+
+    def add(self, suffix: str, gecos: str = "", shell: str = "/bin/sh", mode: int = 0o755) -> tuple[str, Path]:
+        name = ACCOUNT_PREFIX + suffix
+        home = self.base / name
+        subprocess.run(
+            ["useradd", "--create-home", "--home-dir", str(home), "--shell", shell, "--comment", gecos, name],
+            check=True,
+            capture_output=True,
+        )
+        self.made.append(name)
+        home.chmod(mode)
+        return name, home
+
+    def remove_all(self) -> None:
+        for name in self.made:
+            subprocess.run(["userdel", name], capture_output=True)
+
+
+def write_owned(home: Path, name: str, data: bytes, owner: str) -> Path:
+    """A file in ``home`` owned by the account ``owner``, readable by all."""
+    path = home / name
+    path.write_bytes(data)
+    entry = pwd.getpwnam(owner)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    path.chmod(0o644)
+    return path

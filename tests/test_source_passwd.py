@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -21,44 +20,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("useradd") is None, reason="creating accounts needs root and useradd"
-)
+from conftest import ACCOUNT_PREFIX as PREFIX
+from conftest import Accounts
+from conftest import write_owned as write
 
-PREFIX = f"fdt{os.getpid() % 100000}"
-
-
-class Accounts:
-    """Creates accounts with homes under one directory, and removes them all."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.made: list[str] = []
-
-    def add(self, suffix: str, gecos: str = "", shell: str = "/bin/sh", mode: int = 0o755) -> tuple[str, Path]:
-        name = PREFIX + suffix
-        home = self.base / name
-        subprocess.run(
-            ["useradd", "--create-home", "--home-dir", str(home), "--shell", shell, "--comment", gecos, name],
-            check=True,
-            capture_output=True,
-        )
-        self.made.append(name)
-        home.chmod(mode)
-        return name, home
-
-    def remove_all(self) -> None:
-        for name in self.made:
-            subprocess.run(["userdel", name], capture_output=True)
-
-
-def write(home: Path, name: str, data: bytes, owner: str) -> Path:
-    path = home / name
-    path.write_bytes(data)
-    entry = pwd.getpwnam(owner)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
-    path.chmod(0o644)
-    return path
+pytestmark = pytest.mark.skipif(not Accounts.possible(), reason="creating accounts needs root and useradd")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ decided on, in the connection's own thread, with the finger client's code:
   (`--timeout` after the client connected), and the reply by `reply_limit`
   bytes, past which it ends with a visible marker;
 * at most `concurrent` hops run at once; one more waits for a free one
-  until its deadline, then is answered "busy", so forwards to a silent
-  host hold only the threads of the queries that asked for them;
+  while a hop could still be made (`least_hop_seconds` before its
+  deadline), then is answered "busy", so forwards to a silent host hold
+  only the threads of the queries that asked for them;
 * when the daemon stops, hops still waiting for their reply are cut, and
   their clients told so, rather than left waiting past the exit;
 * the reply is relayed line by line and sent through `reply_bytes` like
@@ -95,6 +96,7 @@ class Forwarder:
 
     concurrent = 4
     reply_limit = 64 * 1024
+    least_hop_seconds = 0.5
 
     def __init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.concurrent)
@@ -102,7 +104,7 @@ class Forwarder:
 
     def relay(self, hop: Hop, deadline: float) -> Answer:
         """Make ``hop`` once a slot is free, all by ``deadline``; "busy" if none frees in time."""
-        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        if not self._slots.acquire(timeout=max(0.0, deadline - self.least_hop_seconds - time.monotonic())):
             return Answer((FORWARD_BUSY,), "forward-busy")
         try:
             return relay_once(hop, deadline, self.reply_limit, self._open)

@@ -131,14 +131,15 @@ class FingerHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         exchange = self.request
         try:
-            if not exchange.unsent:
-                if not self.read_query():
-                    self.server.log(self.client_address, exchange, "timeout")
-                    self.send(TIMED_OUT_REPLY)
-                    return
-                exchange.unsent, outcome = self.server.reply(exchange.line(), self.deadline)
+            if exchange.unsent:
+                self.send(exchange.unsent)
+            elif not self.read_query():
+                self.server.log(self.client_address, exchange, "timeout")
+                self.send(TIMED_OUT_REPLY)
+            else:
+                reply, outcome = self.server.reply(exchange.line(), self.deadline)
                 self.server.log(self.client_address, exchange, outcome)
-            self.send(exchange.unsent)
+                self.send(reply)
             if exchange.has_unread_input():
                 self.drain()
         except OSError as error:

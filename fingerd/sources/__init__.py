@@ -1,4 +1,4 @@
-"""Where statuses come from: pluggable sources behind one small interface (SPEC 6).
+"""Where statuses come from: pluggable sources behind one small interface (README, "Sources").
 
 ::
 
@@ -13,6 +13,9 @@
 
 A source is anything with ``lookup(name)`` and ``names()`` (`base.Source`).
 Only the status file answers from memory; every other source may block, so
-the finger service asks them from its lookup workers, never from the thread
-that accepts connections.
+the finger service asks them from the connection's own thread, never from
+the thread that accepts connections.  Each slow source bounds itself (at
+most 4 commands, 4 fetches, 4 home-directory readers at once), and a lookup
+waits for it only until the query's deadline: a slow source holds the
+threads of the queries that asked it, and nobody else's.
 """

@@ -3,8 +3,11 @@
 A fetch that is stuck in a read, or an ``open`` of a ``~/.plan`` on a hung
 NFS server, cannot be interrupted; what can be bounded is who waits for it.
 So a source hands such a call to its own few threads (``web-fetch-N``,
-``passwd-read-N``) and the lookup waits, first for a free thread and then
-for the result, only until its deadline.  A call that overruns keeps its
+``passwd-read-N``) and the lookup waits for the result only until its
+deadline.  When every thread is busy, a source whose calls are quick
+(``passwd``: a burst of queries) waits for one until the deadline, and one
+whose calls wait on the network (``web``: all threads busy means the
+upstream is slow) fails at once, so the next source answers.  A call that overruns keeps its
 thread until it really ends: a hung upstream or disk holds a few threads of
 its own source, never the connection threads answering everyone else.
 
@@ -52,9 +55,10 @@ class _Outcome(Generic[T]):
 class Offload:
     """`size` named threads; `call` runs a function there and waits until a deadline."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, wait_for_thread: bool = True) -> None:
         self.name = name
         self.size = size
+        self.wait_for_thread = wait_for_thread
         self._free = threading.Semaphore(size)
         self._calls: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
         self._waiting: set[_Outcome] = set()
@@ -78,6 +82,7 @@ class Offload:
             waiting = list(self._waiting)
         for outcome in waiting:
             outcome.fail(SourceError("stopping"))
+        # A call waiting for a free thread takes this, sees the stop and passes it on.
         self._free.release()
         for _ in self._threads:
             self._calls.put(None)
@@ -87,7 +92,8 @@ class Offload:
 
     def call(self, function: Callable[[], T], deadline: float, what: str) -> T:
         """``function()``'s result; SourceError when no thread is free, or no result comes, by ``deadline``."""
-        if not self._free.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        patience = max(0.0, deadline - time.monotonic()) if self.wait_for_thread else 0.0
+        if not self._free.acquire(timeout=patience):
             raise SourceError(f"{what}: all {self.size} {self.name} threads stayed busy")
         outcome: _Outcome[T] = _Outcome(function)
         with self._lock:

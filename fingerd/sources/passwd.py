@@ -11,7 +11,8 @@ nobody; and it ends the lookup (`Hidden`), so no later source can show it.
 Reading a home directory can hang (NFS, a FUSE mount at ``~/.plan``), and
 nothing interrupts a blocked ``open``; so the reads run in this source's
 own ``passwd-read-N`` threads (`Offload`) and a lookup waits for them only
-until its deadline.
+until its deadline.  A read is quick, so when all the threads are busy (a
+burst of queries) a lookup waits for one, again until its deadline.
 
 The reply follows the classic layout of BSD and GNU finger::
 

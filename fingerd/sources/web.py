@@ -11,7 +11,9 @@ the next source is asked and the reply says the lookup failed.
 Fetches run in the source's own ``web-fetch-N`` threads (`Offload`): no
 lookup waits past its deadline, even when `requests` is stuck in a read
 (it bounds each read, not the whole fetch), and a hanging upstream holds
-those few threads, never the lookup workers of other users.  At most
+those few threads, never the connection threads of other users.  When all
+of them are busy the upstream is slow, so a lookup does not wait for one:
+it fails at once and the next source answers.  At most
 `max_bytes` of a body are read; the rest is cut and marked.  Bodies are
 asked for without content encoding, so none is decompressed.
 
@@ -74,7 +76,7 @@ class WebSource:
         self.timeout = timeout
         self.cache_ttl = cache_ttl
         self.trust = trust_store()
-        self._offload = Offload("web-fetch", self.max_fetches)
+        self._offload = Offload("web-fetch", self.max_fetches, wait_for_thread=False)
         self._sessions = threading.local()
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[float, Record | None]] = OrderedDict()
