@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 MAX_QUERY_BYTES = 1024
-"""Longest query line accepted, not counting its CR LF (SPEC 4.7)."""
+"""Longest query line accepted, not counting its CR LF (docs/behavior.md, "Reading the query")."""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-"""What a user name may look like; anything else is nobody (SPEC 7)."""
+"""What a user name may look like; anything else is nobody (README, "Setting your own status")."""
 
 
 class Kind(Enum):

@@ -280,3 +280,20 @@ def test_allow_list_is_shown_in_canonical_form():
 )
 def test_public_addresses(address, public):
     assert is_public_address(address) is public
+
+
+def test_a_hop_in_progress_at_stop_is_told_so_and_logged(start_daemon):
+    daemon = start_daemon(A_STATUS, timeout=10, **ALLOW_LOOPBACK)
+    sink = Sink()
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    try:
+        sock.sendall(f"alice@127.0.0.1:{sink.port}\r\n".encode())
+        sink.wait_for(1)
+        began = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - began < 5
+        assert read_reply(sock) == b"Forwarding failed: server stopping, try again later\r\n"
+    finally:
+        sock.close()
+        sink.close()
+    assert f'127.0.0.1 "alice@127.0.0.1:{sink.port}" forward-failed' in daemon.log()

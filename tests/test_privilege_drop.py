@@ -78,7 +78,7 @@ def test_every_thread_runs_as_nobody_and_nothing_loads_late(dropped, nobody_dir)
     daemon = dropped
     assert daemon.query(b"alice\r\n") == b"before\r\n"
     identities = thread_identities(daemon.process.pid)
-    assert len(identities) >= 4, "acceptor, waiting room, watcher and reloader are running"
+    assert len(identities) >= 4, "acceptor, access log, watcher and reloader are running"
     for identity in identities:
         assert identity == {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4, "Groups": []}
     log_file = nobody_dir / "fingerd.log"

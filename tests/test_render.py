@@ -16,10 +16,10 @@ FORBIDDEN = frozenset(
     + [chr(code) for code in range(0x202A, 0x202F)]
     + [chr(code) for code in range(0x2066, 0x206A)]
 )
-"""Characters SPEC 4.6 says are never sent."""
+"""Characters never sent (docs/behavior.md, "Sending": control characters)."""
 
 BIDI_MARKS = frozenset(["\u061c", "\u200e", "\u200f"])
-"""Directional marks the module also escapes, beyond what SPEC 4.6 demands."""
+"""Directional marks the module also escapes, beyond the control characters."""
 
 DANGEROUS = sorted(FORBIDDEN) + ["\t", "\\", "^", "\ud800", "\udcff", "\ufeff", "\u061c", "\u200e", "\u200f"]
 

@@ -20,7 +20,7 @@ PICKUP_LIMIT = 1.0
 
 
 def wait_for_reply(daemon, query: bytes, expected: bytes, limit: float = PICKUP_LIMIT) -> float:
-    """The SPEC's pickup limit is the default here."""
+    """The pickup limit README promises ("The status file": served within a second) is the default here."""
     return daemon.wait_for_reply(query, expected, limit)
 
 

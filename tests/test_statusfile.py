@@ -1,4 +1,4 @@
-"""Unit and property tests for fingerd.users.statusfile.parse_status_file (SPEC 5)."""
+"""Unit and property tests for fingerd.users.statusfile.parse_status_file."""
 
 from __future__ import annotations
 
