@@ -13,14 +13,19 @@ Each tree is given as NAME=PATH:LOG_LEVEL (``info`` logs every query,
 The figure to judge by is the server's CPU time per connection answered:
 utime+stime of the server process (all its threads) from /proc/PID/stat,
 read around each run and divided by the connections the load generator had
-answered.  On this 2-core machine conn/s is bounded by the load generator,
-which needs a core of its own, so a ratio of rates mostly measures noise;
-the CPU a server spends on a connection does not depend on how fast it is
-asked.  Each server is pinned to core 0 and the load generator to core 1
-(``--no-pin`` turns that off), so that neither takes the other's core and
-the scheduler does not move the server between caches mid-run.  The CPU
-time comes in clock ticks of 10 ms, so runs must last seconds: the default
-3 s at about 10,000 conn/s resolves it to about 0.3 µs per connection.
+answered.  On this 2-core machine an unpinned server and the load generator
+fight over both cores, so conn/s is as much the load generator's figure and
+the scheduler's as the server's, and a ratio of rates mostly measures noise;
+the CPU a server spends on a connection is its own cost.  Each server is
+pinned to core 0 and the load generator to core 1 (``--no-pin`` turns that
+off), so that neither takes the other's core and the scheduler does not move
+the server between caches mid-run.  Pinned, a server keeps core 0 nearly
+busy (92-98%), so its conn/s comes close to the inverse of its CPU per
+connection.  Both figures drift from run to run as the machine's load
+does (Twisted's CPU per connection has read 44 to 70 µs at c=50): compare
+trees within one run, never across runs.  The CPU time comes in clock ticks of
+10 ms, so runs must last seconds: the default 3 s at 10,000 conn/s or more
+resolves it to 0.3 µs per connection or better.
 
 Prints, per tree and for Twisted, the median over rounds of conn/s, CPU µs
 per connection, Twisted's CPU µs per connection divided by the tree's
