@@ -184,6 +184,10 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
             pass
         self.shutdown_request(request)  # type: ignore[attr-defined]
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A bug met while accepting: log it with its traceback (`socketserver` would print it to stderr)."""
+        log.exception("error with a connection from %s", peer_text(client_address))
+
     def log_busy(self, client_address: object) -> None:
         log.info("%s - busy", peer_text(client_address))
 

@@ -19,7 +19,7 @@ stalls mid-handshake holds only its own slot.
 
 On stop the server stops accepting, lets running requests finish until the
 stop deadline, then shuts their sockets so every thread ends, and joins them
-all (`BoundedThreadsMixIn`).
+all (`BoundedThreadsMixIn`, as every network service of the daemon).
 """
 
 from __future__ import annotations
@@ -95,6 +95,3 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             log.debug("%s: %s", peer_text(client_address), error)
         finally:
             self.shutdown_request(connection)
-
-    def handle_error(self, request: object, client_address: tuple) -> None:
-        log.exception("error with a connection from %s", peer_text(client_address))
