@@ -52,7 +52,7 @@ def test_the_document_has_excerpts():
     assert len(excerpts()) >= 10
 
 
-@pytest.mark.parametrize("line, path, block", excerpts(), ids=lambda value: str(value) if isinstance(value, int) else "")
+@pytest.mark.parametrize("line, path, block", [pytest.param(*excerpt, id=f"line{excerpt[0]}") for excerpt in excerpts()])
 def test_each_excerpt_is_in_its_file(line, path, block):
     source = (ROOT / path).read_text().splitlines()
     for run in runs(block):
