@@ -38,6 +38,7 @@ from fingerd.client import parse_host
 from fingerd.finger.answer import LOOKUP_FAILED, NO_SUCH_USER
 from fingerd.render import visible
 from fingerd.sources.directory import Directory, Lookup
+from fingerd.threads import join_all
 
 log = logging.getLogger("fingerd.irc")
 
@@ -162,10 +163,11 @@ class IRCBot:
             self.reactor.add_global_handler(event, handler)
         self._thread.start()
 
-    def stop(self, deadline: float = 0.0) -> None:
-        """Say QUIT and end the bot's thread (it notices within `tick`)."""
+    def stop(self, deadline: float) -> None:
+        """Say QUIT and end the bot's thread (it notices within `tick`), joined until ``deadline``."""
         self._stopping.set()
-        self._thread.join(max(1.0, deadline - time.monotonic()))
+        if join_all([self._thread], deadline):
+            log.warning("IRC: the bot's thread did not end in time")
 
     def alive(self) -> bool:
         return self._thread.is_alive()
