@@ -16,9 +16,10 @@ handler runs only when the main thread wakes), runs the watcher's health
 check, and on SIGTERM or SIGINT stops everything by one deadline,
 `stop_budget` seconds away::
 
-    every listener stops accepting ──> lookups in progress run until the cut-off
-        (`REPLY_RESERVE` before the deadline), then the sources fail what still waits
-        ──> every service stops in reverse order of starting, joining its threads
+    every listener stops accepting ──> connections in progress go on until the cut-off
+        (`REPLY_RESERVE` before the deadline) ──> the sources fail what still waits
+        on them, and every listener wakes the clients still silent ──> every service
+        stops in reverse order of starting, joining its threads
 
 so a query in flight is answered (at worst "Lookup failed, try again later")
 and logged before the process exits.
@@ -36,8 +37,8 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from fingerd.config import Parser
 from fingerd.daemon.access import AccessError, check_status_file, setter_warnings
@@ -56,7 +57,7 @@ from fingerd.sources.command import CommandSource
 from fingerd.sources.directory import Directory
 from fingerd.sources.file import FileSource
 from fingerd.sources.passwd import PasswdSource
-from fingerd.threads import REPLY_RESERVE
+from fingerd.threads import REPLY_RESERVE, join_all
 from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
 from fingerd.users.writer import StatusFileWriter
@@ -271,25 +272,36 @@ class Application:
         self._running.append(service)
 
     def _stop_services(self) -> None:
-        """Stop accepting everywhere, let lookups finish until the cut-off, stop all in reverse order by one deadline.
+        """Stop accepting everywhere; at the cut-off, end what still waits; stop all in reverse order by one deadline.
 
         The deadline keeps the exit within the 5 s a service manager is
-        promised (README, "Running it as a daemon").
+        promised (README, "Running it as a daemon").  Every listener is
+        given the same grace at once, so that no service's slow client
+        uses up another's.
         """
         deadline = time.monotonic() + self.stop_budget
-        for listener in reversed(self.listeners):
-            if listener in self._running:
-                listener.stop_accepting()
+        cutoff = deadline - REPLY_RESERVE
+        listeners = [listener for listener in reversed(self.listeners) if listener in self._running]
+        self._each(listeners, lambda listener: listener.stop_accepting())
+        for listener in listeners:
+            join_all(listener.threads(), cutoff)
         if self.directory in self._running:
-            self.directory.stop(deadline, cutoff=deadline - REPLY_RESERVE)
+            self._each([self.directory], lambda directory: directory.cancel())
+        self._each(listeners, lambda listener: listener.cut())
         while self._running:
             service = self._running.pop()
-            try:
-                service.stop(deadline)
-            except Exception:
-                log.exception("error stopping %s", type(service).__name__)
+            self._each([service], lambda service: service.stop(deadline))
         if self.pidfile is not None:
             self.pidfile.remove()
+
+    @staticmethod
+    def _each(services: Sequence[object], step: Callable[[Any], None]) -> None:
+        """Take one stop step for each service; a failure is logged and the others still stop."""
+        for service in services:
+            try:
+                step(service)
+            except Exception:
+                log.exception("error stopping %s", type(service).__name__)
 
     def _close_unstarted(self) -> None:
         """After a failed start: close what was bound but never served, so no socket file is left behind."""

@@ -328,8 +328,14 @@ def _remaining(deadline: float, received: bytes | bytearray = b"") -> float:
     return left
 
 
-def connect(addresses: Sequence[Address], deadline: float) -> socket.socket:
-    """A socket connected to the first of ``addresses`` that answers by ``deadline``."""
+def connect(
+    addresses: Sequence[Address], deadline: float, opened: Callable[[socket.socket], None] | None = None
+) -> socket.socket:
+    """A socket connected to the first of ``addresses`` that answers by ``deadline``.
+
+    ``opened`` is shown each socket before it connects, so that another
+    thread can shut it down (a daemon that stops cuts its forwarding hops).
+    """
     error: FingerError = UnknownHost("no address to connect to")
     for family, sockaddr in addresses:
         left = _remaining(deadline)
@@ -338,6 +344,8 @@ def connect(addresses: Sequence[Address], deadline: float) -> socket.socket:
         except OSError as failure:
             raise FingerError(f"cannot open a socket: {failure.strerror or failure}") from None
         try:
+            if opened is not None:
+                opened(sock)
             sock.settimeout(left)
             sock.connect(sockaddr)
             return sock

@@ -13,9 +13,12 @@ here:
   accepted is shut down by the accepting thread (checked every
   `poll_interval` in `service_actions`), a safety net under each handler's
   own deadlines;
-* named threads, and a `stop(deadline)` that stops accepting, lets running
-  requests finish until the deadline, then shuts their sockets so that every
-  thread ends, and joins them (`join_all`);
+* named threads, and a stop in three steps that the application takes for
+  every service at once: `stop_accepting`; at the cut-off, shortly before
+  the deadline, `cut` (the read side of every connection is shut, so a
+  thread still waiting for its client wakes, answers and ends); and
+  `stop(deadline)`, which joins the threads, shuts what is left, and joins
+  again (`join_all`);
 * `bind()` before the privilege drop and `start()` (listen, serve) after.
 
 A server may answer some requests on the accepting thread itself (the
@@ -102,6 +105,10 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
             self._acceptor.join()
         self.server_close()  # type: ignore[attr-defined]
 
+    def cut(self) -> None:
+        """Wake every thread still waiting for its client's input: it reads the end of input, answers and ends."""
+        self.shut(self.threads(), socket.SHUT_RD)
+
     def stop(self, deadline: float) -> None:
         """Stop accepting; let requests run until ``deadline``; then end and join them."""
         self.stop_accepting()
@@ -178,6 +185,9 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
         sock = self.socket_of(request)
         try:
             sock.recv(4096, DONT_WAIT)
+        except OSError:
+            pass
+        try:
             if self.busy_reply:
                 sock.send(self.busy_reply, DONT_WAIT)
         except OSError:

@@ -297,3 +297,25 @@ def test_a_hop_in_progress_at_stop_is_told_so_and_logged(start_daemon):
         sock.close()
         sink.close()
     assert f'127.0.0.1 "alice@127.0.0.1:{sink.port}" forward-failed' in daemon.log()
+
+
+def test_a_hop_still_connecting_at_stop_is_told_so_and_logged(start_daemon):
+    """A far end whose accept queue is full drops the SYN, so the hop waits in connect: the stop cuts that too."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)
+    daemon = start_daemon(A_STATUS, timeout=10, **ALLOW_LOOPBACK)
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    try:
+        sock.sendall(f"alice@127.0.0.1:{port}\r\n".encode())
+        time.sleep(0.5)
+        began = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - began < 5
+        assert read_reply(sock) == b"Forwarding failed: server stopping, try again later\r\n"
+    finally:
+        for each in (sock, filler, full):
+            each.close()
+    assert f'127.0.0.1 "alice@127.0.0.1:{port}" forward-failed' in daemon.log()

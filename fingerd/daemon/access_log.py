@@ -84,6 +84,7 @@ class AccessLog:
 
     interval = 0.01
     chunk = 64
+    last_moment = 0.5
     cache_entries = 4096
     name = "access-log"
 
@@ -115,21 +116,28 @@ class AccessLog:
         self._thread.start()
 
     def stop(self, deadline: float) -> None:
-        """Write what is left; the thread is joined until ``deadline``, and the rest written from here."""
+        """Write what is left, from this log's thread, joined until ``deadline`` (or a moment, if that has passed).
+
+        The lines written last are those of a stop: the queries it answered
+        "Lookup failed" or "Timed out", so they get their moment even when
+        another service used up the deadline.
+        """
         self._stopping.set()
-        join_all([self._thread], deadline)
-        if not self._thread.is_alive():
-            self.flush()
+        join_all([self._thread], max(deadline, time.monotonic() + self.last_moment))
 
     def alive(self) -> bool:
         return self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stopping.wait(self.interval):
-            try:
-                self.flush()
-            except Exception:
-                logging.getLogger("fingerd").exception("cannot write the access log")
+            self._flush_logged()
+        self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            logging.getLogger("fingerd").exception("cannot write the access log")
 
     def flush(self) -> None:
         """Write every line recorded so far, a `chunk` at a time."""

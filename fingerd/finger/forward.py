@@ -16,8 +16,9 @@ decided on, in the connection's own thread, with the finger client's code:
   while a hop could still be made (`least_hop_seconds` before its
   deadline), then is answered "busy", so forwards to a silent host hold
   only the threads of the queries that asked for them;
-* when the daemon stops, hops still waiting for their reply are cut, and
-  their clients told so, rather than left waiting past the exit;
+* when the daemon stops, hops still connecting or waiting for their reply
+  are cut (`OpenSockets`), and their clients told so, rather than left
+  waiting past the exit;
 * the reply is relayed line by line and sent through `reply_bytes` like
   any other, so a hostile server's escape sequences arrive as text.
 
@@ -32,8 +33,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 
 from fingerd.client import FingerError, Refused, Reply, TimedOut, UnknownHost, connect, converse, reply_lines, resolve
 from fingerd.finger.answer import (
@@ -56,32 +55,34 @@ _FAILURES = {Refused: FORWARD_REFUSED, TimedOut: FORWARD_TIMED_OUT, UnknownHost:
 class OpenSockets:
     """The outbound sockets of hops in progress, so that a stop can cut them.
 
-    A thread blocked reading a silent far end wakes when its socket is shut
-    down; `cut_all` does that to every socket held, and to any opened later.
+    A thread blocked connecting to, or reading from, a silent far end wakes
+    when its socket is shut down; `cut_all` does that to every socket held,
+    and to any added later.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
+        self._open: dict[int, list[socket.socket]] = {}
         self.cut = False
 
-    @contextmanager
-    def holding(self, sock: socket.socket) -> Iterator[None]:
+    def add(self, sock: socket.socket) -> None:
+        """Hold a socket of the calling thread's hop (shut at once if the cut has come)."""
         with self._lock:
-            self._open.add(sock)
+            self._open.setdefault(threading.get_ident(), []).append(sock)
             if self.cut:
                 _shut(sock)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._open.discard(sock)
+
+    def release(self) -> None:
+        """The calling thread's hop is over: forget its sockets."""
+        with self._lock:
+            self._open.pop(threading.get_ident(), None)
 
     def cut_all(self) -> None:
         with self._lock:
             self.cut = True
-            for sock in self._open:
-                _shut(sock)
+            for sockets in self._open.values():
+                for sock in sockets:
+                    _shut(sock)
 
 
 def _shut(sock: socket.socket) -> None:
@@ -107,6 +108,8 @@ class Forwarder:
         if not self._slots.acquire(timeout=max(0.0, deadline - self.least_hop_seconds - time.monotonic())):
             return Answer((FORWARD_BUSY,), "forward-busy")
         try:
+            if self._open.cut:
+                return Answer((FORWARD_STOPPED,), "forward-failed")
             return relay_once(hop, deadline, self.reply_limit, self._open)
         finally:
             self._slots.release()
@@ -122,12 +125,15 @@ def relay_once(hop: Hop, deadline: float, limit: int, held: OpenSockets | None =
         addresses = resolve(hop.host, hop.port)
         if not hop.listed and not all(is_public_address(sockaddr[0]) for _, sockaddr in addresses):
             return Answer((FORWARD_NOT_ALLOWED,), "forward-denied")
-        with connect(addresses, deadline) as sock, held.holding(sock) if held else nullcontext():
+        with connect(addresses, deadline, held.add if held else None) as sock:
             reply = converse(sock, hop.query, deadline, limit)
     except FingerError as error:
         if held is not None and held.cut:
             return Answer((FORWARD_STOPPED,), "forward-failed")
         return Answer((_FAILURES.get(type(error), FORWARD_ERROR),), "forward-failed")
+    finally:
+        if held is not None:
+            held.release()
     if held is not None and held.cut:
         return Answer((FORWARD_STOPPED,), "forward-failed")
     return Answer(relayed_lines(reply, limit), "forwarded")

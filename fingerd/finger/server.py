@@ -19,9 +19,10 @@ memory, with one ``recv``, one ``send`` and a ``close``: no thread started,
 nothing handed over.  Every other connection gets a thread of its own,
 counted against `--max-connections`, and that thread is plain blocking
 code: a query in pieces, a lookup in a source that may block (``~/.plan``,
-a command, a URL), a forwarding hop, a long reply to a slow reader.  Each
-wait is bounded by the query's deadline, `--timeout` after the client
-connected, and a slow source holds only the threads of the queries that
+a command, a URL), a forwarding hop, a long reply to a slow reader.
+Reading the query and looking it up are bounded by the query's deadline,
+`--timeout` after the client connected; sending the reply has `--timeout`
+of its own.  A slow source holds only the threads of the queries that
 asked it (`fingerd.sources`).
 
 Replies are built by the pure functions of `fingerd.finger.answer`.  Those
@@ -29,10 +30,10 @@ answered from memory are cached by the query line as sent, per table
 generation, so a repeated query costs a dictionary lookup.
 
 On stop: accept nothing new; let every connection go on until shortly
-before the deadline (`REPLY_RESERVE`); then cut forwarding hops and the
-reads of clients still silent, which are told ``Timed out waiting for the
-query``; the sources have failed their own waiting lookups by then, so
-those are told ``Lookup failed``.  Every query is logged.
+before the deadline (`fingerd.threads.REPLY_RESERVE`); then, in `cut`, end forwarding hops
+and the reads of clients still silent, which are told ``Timed out waiting
+for the query``; the sources fail their own waiting lookups at the same
+moment, and those are told ``Lookup failed``.  Every query is logged.
 
 Tunables are class attributes, as in `socketserver`.
 """
@@ -54,7 +55,7 @@ from fingerd.listen import ListenAddress, ListenerMixin, peer_text
 from fingerd.protocol import Kind, Query, first_line, line_is_too_long, parse_query
 from fingerd.render import reply_bytes
 from fingerd.sources.directory import Directory
-from fingerd.threads import DONT_WAIT, REPLY_RESERVE, BoundedThreadsMixIn, join_all
+from fingerd.threads import DONT_WAIT, BoundedThreadsMixIn
 
 log = logging.getLogger("fingerd.finger")
 
@@ -218,14 +219,11 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self.init_threads(lifetime=2 * settings.timeout + self.linger_seconds)
         super().__init__((address.host, address.port), FingerHandler, bind_and_activate=False)
 
-    def stop(self, deadline: float) -> None:
-        """Stop accepting; at the cut-off, end forwarding hops and silent clients; join every thread."""
-        self.stop_accepting()
-        join_all(self.threads(), deadline - REPLY_RESERVE)
+    def cut(self) -> None:
+        """At the stop's cut-off: end forwarding hops, and answer clients still silent that they timed out."""
         self.closing.set()
         self.forwarder.stop()
-        self.shut(self.threads(), socket.SHUT_RD)
-        super().stop(deadline)
+        super().cut()
 
     # -- socketserver extension points ---------------------------------
 
@@ -277,9 +275,13 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         except OSError:
             self._close(exchange)
             return
-        if exchange.complete() and not exchange.has_unread_input() and self._answer_at_once(exchange, client_address):
+        try:
+            if self._answer_at_once(exchange, client_address):
+                self._close(exchange)
+                return
+        except BaseException:
             self._close(exchange)
-            return
+            raise
         self.start_thread(exchange, client_address)
 
     def socket_of(self, request: object) -> socket.socket:
@@ -312,7 +314,9 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self.access.record(client_address[0], exchange.received, len(exchange.received), outcome)
 
     def _answer_at_once(self, exchange: Exchange, client_address: tuple) -> bool:
-        """On the accepting thread: True when memory had the reply and the socket took all of it."""
+        """On the accepting thread: True when the query was whole, memory had the reply, and the socket took it all."""
+        if not exchange.complete() or exchange.has_unread_input():
+            return False
         cached = self._reply_from_memory(exchange.line())
         if cached is None:
             return False

@@ -65,8 +65,15 @@ class Source(Protocol):
     def alive(self) -> bool:
         """False when a thread of the source has died."""
 
+    def cancel(self) -> None:
+        """Fail every lookup still waiting on this source, at once (SourceError).
+
+        Called when the daemon's stop reaches its cut-off, shortly before
+        its deadline, so that those queries can still be answered.
+        """
+
     def stop(self, deadline: float) -> None:
-        """Give up on work in progress by ``deadline``; called once when the daemon stops."""
+        """Cancel what is left and join the source's own threads until ``deadline``."""
 
 
 def status_record(name: str, status: Lines) -> Record:

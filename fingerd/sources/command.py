@@ -73,13 +73,17 @@ class CommandSource:
     def alive(self) -> bool:
         return True
 
-    def stop(self, deadline: float) -> None:
-        """Kill every program still running, so no lookup outlives the daemon."""
+    def cancel(self) -> None:
+        """Kill every program still running, and start no more: their lookups fail at once."""
         with self._lock:
             self._stopping = True
             running = list(self._running)
         for process in running:
             _kill_group(process)
+
+    def stop(self, deadline: float) -> None:
+        """No program outlives the daemon; the lookups that ran them reap them."""
+        self.cancel()
 
     def _run(self, name: str, deadline: float) -> tuple[bytes, int]:
         process = self._spawn(name)

@@ -17,19 +17,16 @@ sources that live in memory, or is None when a source that may block would
 have to be asked.  The finger service answers that way on its accepting
 thread and starts a thread for the rest.
 
-When the daemon stops, `stop` lets lookups in progress finish until its
-cut-off, then stops every source, which makes what is still waiting fail
-at once: those lookups end "failed", and their clients are told to try
-again, before the daemon's exit deadline.
+When the daemon's stop reaches its cut-off, shortly before its deadline,
+`cancel` makes every source fail what still waits on it: those lookups end
+"failed", and their clients are told to try again before the daemon exits.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fingerd.protocol import is_valid_name
@@ -57,9 +54,6 @@ class Directory:
         self.sources = tuple(sources)
         self.table = table
         self.timeout = timeout
-        self._busy = 0
-        self._idle = threading.Condition()
-        self._stopped = False
 
     def generation(self) -> int:
         """Changes whenever an answer given without waiting could change."""
@@ -72,10 +66,7 @@ class Directory:
         """
         if not is_valid_name(name):
             return Lookup(None)
-        with self._counted(wait):
-            return self._lookup(name, wait, self.deadline(deadline))
-
-    def _lookup(self, name: str, wait: bool, deadline: float) -> Lookup | None:
+        deadline = self.deadline(deadline)
         failed: list[str] = []
         for source in self.sources:
             if source.blocking and not wait:
@@ -102,10 +93,7 @@ class Directory:
 
     def listing(self, wait: bool = True, deadline: float | None = None) -> Listing | None:
         """Everyone the listing sources know, sorted by name; the first source to list a name wins."""
-        with self._counted(wait):
-            return self._listing(wait, self.deadline(deadline))
-
-    def _listing(self, wait: bool, deadline: float) -> Listing | None:
+        deadline = self.deadline(deadline)
         merged: dict[str, Lines] = {}
         for source in self.sources:
             if source.blocking and not wait:
@@ -117,22 +105,6 @@ class Directory:
     def deadline(self, deadline: float | None) -> float:
         """``deadline``, or `timeout` from now when it is None."""
         return time.monotonic() + self.timeout if deadline is None else deadline
-
-    @contextmanager
-    def _counted(self, wait: bool) -> Iterator[None]:
-        """Count a lookup that may wait, so that `stop` can wait for it (one from memory is over at once)."""
-        if not wait:
-            yield
-            return
-        with self._idle:
-            self._busy += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.notify_all()
 
     @staticmethod
     def _names(source: Source, deadline: float) -> Sequence[tuple[str, Lines]]:
@@ -153,16 +125,12 @@ class Directory:
         """False when a source's thread died: the daemon should exit."""
         return all(source.alive() for source in self.sources)
 
-    def stop(self, deadline: float, cutoff: float | None = None) -> None:
-        """Let lookups in progress run until ``cutoff``, then stop every source by ``deadline``.
+    def cancel(self) -> None:
+        """Make every source fail the lookups still waiting on it, at once."""
+        for source in self.sources:
+            source.cancel()
 
-        A source stops by failing what still waits on it, so the lookups
-        left end at once, "failed".  A second call does nothing.
-        """
-        if self._stopped:
-            return
-        self._stopped = True
-        with self._idle:
-            self._idle.wait_for(lambda: not self._busy, max(0.0, (cutoff or deadline) - time.monotonic()))
+    def stop(self, deadline: float) -> None:
+        """Stop every source, joining its threads until ``deadline``."""
         for source in self.sources:
             source.stop(deadline)

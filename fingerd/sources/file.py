@@ -28,5 +28,8 @@ class FileSource:
     def alive(self) -> bool:
         return True
 
+    def cancel(self) -> None:
+        """Nothing waits: the table is in memory."""
+
     def stop(self, deadline: float) -> None:
-        """Nothing to give up: the table is in memory."""
+        """No threads of its own."""

@@ -15,9 +15,9 @@ This is the thread-based answer to "a Deferred with a timeout": the caller
 blocks in `call`, and the only thing handed between threads is the call and
 its `_Outcome`.
 
-`stop` fails every call still waiting (``stopping``), so a lookup in
+`cancel` fails every call still waiting (``stopping``), so a lookup in
 progress when the daemon stops is answered "Lookup failed" at once instead
-of at its deadline.
+of at its deadline; `stop` then joins the threads.
 """
 
 from __future__ import annotations
@@ -75,9 +75,11 @@ class Offload:
     def alive(self) -> bool:
         return all(thread.is_alive() for thread in self._threads)
 
-    def stop(self, deadline: float) -> None:
-        """Fail every waiting call, let running ones end until ``deadline``, join the threads."""
+    def cancel(self) -> None:
+        """Fail every call waiting for a thread or a result, and take no more; a second call does nothing."""
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
             waiting = list(self._waiting)
         for outcome in waiting:
@@ -86,6 +88,10 @@ class Offload:
         self._free.release()
         for _ in self._threads:
             self._calls.put(None)
+
+    def stop(self, deadline: float) -> None:
+        """Cancel, then join the threads until ``deadline`` (a call stuck in a read keeps its thread)."""
+        self.cancel()
         stuck = join_all(self._threads, deadline)
         if stuck:
             log.warning("%s still busy at shutdown: %s", self.name, ", ".join(thread.name for thread in stuck))
@@ -114,6 +120,9 @@ class Offload:
 
     def _work(self) -> None:
         while (outcome := self._calls.get()) is not None:
+            if outcome.done.is_set():
+                self._free.release()
+                continue
             try:
                 value = outcome.function()
             except (SourceError, Hidden) as error:

@@ -168,6 +168,9 @@ class PasswdSource:
     def alive(self) -> bool:
         return self._offload.alive()
 
+    def cancel(self) -> None:
+        self._offload.cancel()
+
     def stop(self, deadline: float) -> None:
         self._offload.stop(deadline)
 

@@ -101,6 +101,9 @@ class WebSource:
     def alive(self) -> bool:
         return self._offload.alive()
 
+    def cancel(self) -> None:
+        self._offload.cancel()
+
     def stop(self, deadline: float) -> None:
         """Fetches end by their own deadline; wait for them no longer than the daemon's."""
         self._offload.stop(deadline)
