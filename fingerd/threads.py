@@ -219,6 +219,8 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
             sockets = [self._active[thread].sock for thread in threads if thread in self._active]
         for sock in sockets:
             try:
-                sock.shutdown(how)
+                # The plain socket's shutdown, even for TLS: `SSLSocket.shutdown` would also
+                # drop the TLS state, and a reply still being written would go out in clear.
+                socket.socket.shutdown(sock, how)
             except OSError:
                 pass
