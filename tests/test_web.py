@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import ssl
 import time
@@ -382,3 +383,26 @@ def test_sigterm_with_idle_web_and_https_clients(start_daemon, ports, certificat
     finally:
         for sock in [*held, handshaken]:
             sock.close()
+
+
+def test_a_stop_never_sends_an_https_reply_in_clear(start_daemon, ports, certificate, tmp_path):
+    """At the stop's cut-off a request waiting on a slow source is failed and its socket's read side shut:
+    the 503 that follows must still be TLS."""
+    cert, key = certificate
+    https_port = ports.take()
+    program = tmp_path / "slow"
+    program.write_text("#!/bin/sh\nsleep 30\n")
+    program.chmod(0o755)
+    daemon = start_daemon(
+        STATUS, https_port=https_port, tls_cert=str(cert), tls_key=str(key), timeout=20,
+        source="[file, command]", command=str(program), command_timeout=15,
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    connection = http.client.HTTPSConnection("127.0.0.1", https_port, timeout=10, context=context)
+    connection.request("GET", "/api/users/sleeper")
+    time.sleep(0.5)
+    daemon.signal(signal.SIGTERM)
+    response = connection.getresponse()
+    assert response.status == 503
+    assert json.load(response) == {"error": "Lookup failed, try again later"}
+    assert daemon.process.wait(10) == 0
