@@ -8,6 +8,7 @@ so no test sleeps and guesses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -352,6 +353,19 @@ class Accounts:
     @staticmethod
     def possible() -> bool:
         return os.geteuid() == 0 and shutil.which("useradd") is not None
+
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(cls) -> Iterator[Accounts]:
+        """Accounts with homes in a fresh directory every user can traverse; all removed afterwards."""
+        base = Path(tempfile.mkdtemp(prefix="fingerd-homes-"))
+        base.chmod(0o755)
+        accounts = cls(base)
+        try:
+            yield accounts
+        finally:
+            accounts.remove_all()
+            shutil.rmtree(base, ignore_errors=True)
 
     def add(self, suffix: str, gecos: str = "", shell: str = "/bin/sh", mode: int = 0o755) -> tuple[str, Path]:
         name = ACCOUNT_PREFIX + suffix

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -71,16 +69,10 @@ def planner():
     """One real account with a ``~/.plan``, for the passwd source."""
     if not Accounts.possible():
         pytest.skip("creating accounts needs root and useradd")
-    base = Path(tempfile.mkdtemp(prefix="fingerd-homes-"))
-    base.chmod(0o755)
-    accounts = Accounts(base)
-    try:
+    with Accounts.temporary() as accounts:
         name, home = accounts.add("thr", gecos="Thread Tester")
         write_owned(home, ".plan", b"Threads, used well\n", name)
         yield name
-    finally:
-        accounts.remove_all()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @needs_accounts

@@ -282,40 +282,34 @@ def test_public_addresses(address, public):
     assert is_public_address(address) is public
 
 
-def test_a_hop_in_progress_at_stop_is_told_so_and_logged(start_daemon):
-    daemon = start_daemon(A_STATUS, timeout=10, **ALLOW_LOOPBACK)
-    sink = Sink()
+def assert_stop_cuts_the_hop(daemon, port: int, hop_started) -> None:
+    """Stop the daemon during a hop to ``port``: the client is told so within 5 s, and the query logged."""
     sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-    try:
-        sock.sendall(f"alice@127.0.0.1:{sink.port}\r\n".encode())
-        sink.wait_for(1)
+    with sock:
+        sock.sendall(f"alice@127.0.0.1:{port}\r\n".encode())
+        hop_started()
         began = time.monotonic()
         assert daemon.stop() == 0
         assert time.monotonic() - began < 5
         assert read_reply(sock) == b"Forwarding failed: server stopping, try again later\r\n"
+    assert f'127.0.0.1 "alice@127.0.0.1:{port}" forward-failed' in daemon.log()
+
+
+def test_a_hop_waiting_for_its_reply_at_stop_is_told_so_and_logged(start_daemon):
+    daemon = start_daemon(A_STATUS, timeout=10, **ALLOW_LOOPBACK)
+    sink = Sink()
+    try:
+        assert_stop_cuts_the_hop(daemon, sink.port, lambda: sink.wait_for(1))
     finally:
-        sock.close()
         sink.close()
-    assert f'127.0.0.1 "alice@127.0.0.1:{sink.port}" forward-failed' in daemon.log()
 
 
 def test_a_hop_still_connecting_at_stop_is_told_so_and_logged(start_daemon):
     """A far end whose accept queue is full drops the SYN, so the hop waits in connect: the stop cuts that too."""
-    full = socket.socket()
-    full.bind(("127.0.0.1", 0))
-    full.listen(0)
-    port = full.getsockname()[1]
-    filler = socket.create_connection(("127.0.0.1", port), timeout=5)
-    daemon = start_daemon(A_STATUS, timeout=10, **ALLOW_LOOPBACK)
-    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-    try:
-        sock.sendall(f"alice@127.0.0.1:{port}\r\n".encode())
-        time.sleep(0.5)
-        began = time.monotonic()
-        assert daemon.stop() == 0
-        assert time.monotonic() - began < 5
-        assert read_reply(sock) == b"Forwarding failed: server stopping, try again later\r\n"
-    finally:
-        for each in (sock, filler, full):
-            each.close()
-    assert f'127.0.0.1 "alice@127.0.0.1:{port}" forward-failed' in daemon.log()
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            daemon = start_daemon(A_STATUS, timeout=10, **ALLOW_LOOPBACK)
+            assert_stop_cuts_the_hop(daemon, port, lambda: time.sleep(0.5))

@@ -29,10 +29,7 @@ pytestmark = pytest.mark.skipif(not Accounts.possible(), reason="creating accoun
 
 @pytest.fixture(scope="module")
 def accounts():
-    base = Path(tempfile.mkdtemp(prefix="fingerd-homes-"))
-    base.chmod(0o755)
-    made = Accounts(base)
-    try:
+    with Accounts.temporary() as made:
         alice, home = made.add("alice", gecos="& Liddell,Room 1,555-1234,555-9999")
         write(home, ".plan", b"Down the rabbit hole\n  and further\n", alice)
         write(home, ".project", b"Curiouser\n", alice)
@@ -70,9 +67,6 @@ def accounts():
             "alice": alice, "shadow": shadow, "fifo": fifo, "zero": zero, "big": big, "bad": bad,
             "foreign": foreign, "hidden": hidden, "svc": service, "closed": closed,
         }
-    finally:
-        made.remove_all()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
