@@ -57,7 +57,7 @@ from fingerd.sources.command import CommandSource
 from fingerd.sources.directory import Directory
 from fingerd.sources.file import FileSource
 from fingerd.sources.passwd import PasswdSource
-from fingerd.threads import REPLY_RESERVE, join_all
+from fingerd.threads import REPLY_RESERVE, DescriptorReserve, join_all
 from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
 from fingerd.users.writer import StatusFileWriter
@@ -108,6 +108,7 @@ class Application:
         settings = FingerSettings(
             timeout=options.timeout,
             max_connections=options.max_connections,
+            max_per_address=options.max_per_address,
             policy=Policy(
                 list_users=options.list_users,
                 forwarding=options.forwarding,
@@ -145,7 +146,9 @@ class Application:
 
     def _web_servers(self) -> list[WebServer]:
         options = self.options
-        settings = WebSettings(host=socket.gethostname(), timeout=options.timeout)
+        settings = WebSettings(
+            host=socket.gethostname(), timeout=options.timeout, max_per_address=options.max_per_address
+        )
         servers = []
         if options.web_address is not None:
             servers.append(WebServer(options.web_address, self.directory, options.page_templates, settings))
@@ -165,7 +168,8 @@ class Application:
     def _tcp_setter(self) -> list[TcpSetterServer]:
         if not self.options.setter_port:
             return []
-        return [TcpSetterServer(self.options.setter_port, self.writer, self.options.timeout)]
+        options = self.options
+        return [TcpSetterServer(options.setter_port, self.writer, options.timeout, options.max_per_address)]
 
     def _socket_setter(self) -> UnixSetterServer | None:
         if not self.options.setter_socket:
@@ -213,6 +217,9 @@ class Application:
         for listener in list(self.listeners):
             self._bind(listener)
         self._bind_socket_setter()
+        reserve = DescriptorReserve()
+        for listener in self.listeners:
+            listener.use_reserve(reserve)
         try:
             log.info("%s", drop_privileges(self.options.user, self.options.group))
         except IdentityError as error:
@@ -346,16 +353,35 @@ class Application:
         self.notifier.send("READY=1")
 
     def _raise_descriptor_limit(self) -> None:
-        """Make room for --max-connections open sockets, if the hard limit allows."""
-        wanted = self.options.max_connections + self.spare_descriptors
+        """Make room for every connection the caps allow, or refuse to start.
+
+        Each connection is a descriptor, so the soft limit is raised to the
+        caps added up (`descriptors_wanted`); a hard limit below that would
+        let the daemon run out of descriptors under load, where it could
+        only answer "busy", so it is an error of the configuration.
+        """
+        wanted, parts = self.descriptors_wanted()
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY or soft >= wanted:
             return
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        if target < wanted:
-            log.warning("open file limit %d is below --max-connections + %d", target, self.spare_descriptors)
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            raise StartupError(
+                f"argument --max-connections: the open file limit ({hard}) cannot hold the connection caps "
+                f"({parts} = {wanted}); lower --max-connections or raise the limit (ulimit -n, LimitNOFILE=)",
+                2,
+                errno.EMFILE,
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
+    def descriptors_wanted(self) -> tuple[int, str]:
+        """Descriptors for every capped connection at once, plus `spare_descriptors`; and how that adds up."""
+        parts = [("finger", self.options.max_connections)]
+        for listener in self.listeners[1:]:
+            parts.append((listener.name, listener.max_connections))
+        if self.socket_setter is not None:
+            parts.append((self.socket_setter.name, self.socket_setter.max_connections))
+        parts.append(("spare", self.spare_descriptors))
+        return sum(count for _, count in parts), " + ".join(f"{count} {name}" for name, count in parts)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fingerd` command."""

@@ -168,6 +168,7 @@ _port = _checked(int, lambda value: 0 <= value <= 65535, "a port number from 0 t
 _seconds = _checked(float, lambda value: 0 < value <= 86400, "seconds, more than 0 and at most 86400")
 _ttl = _checked(float, lambda value: 0 <= value <= 86400, "seconds, from 0 to 86400")
 _count = _checked(int, lambda value: value >= 1, "a whole number of at least 1")
+_limit = _checked(int, lambda value: value >= 0, "a whole number, 0 for no limit")
 _uid = _checked(int, lambda value: value >= 0, "a uid, 0 or more")
 _level = _checked(str.lower, lambda value: value in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS))
 
@@ -183,6 +184,13 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     finger.add_argument("--finger-port", type=_port, default=79, metavar="N", help="finger port")
     finger.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per-connection timeout")
     finger.add_argument("--max-connections", type=_count, default=512, metavar="N", help="concurrent connections")
+    finger.add_argument(
+        "--max-per-address",
+        type=_limit,
+        default=32,
+        metavar="N",
+        help="concurrent connections from one client address (IPv6: one /64), per service; 0: no limit",
+    )
     finger.add_argument(
         "--list-users", action=argparse.BooleanOptionalAction, default=True, help="answer the empty query with a list"
     )

@@ -8,6 +8,7 @@ address only.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 
@@ -87,6 +88,29 @@ class ListenerMixin:
             v6only = 0 if self.listen_address.dual_stack else 1
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
         super().server_bind()  # type: ignore[misc]
+
+
+def client_group(address: object) -> str:
+    """The client a connection counts against in per-address limits.
+
+    IPv4 peers (IPv4-mapped IPv6 included) by their address; IPv6 peers by
+    their /64, since one host is handed a whole /64 and may use any address
+    in it.  Local (Unix-socket) peers are one group.  The address is the
+    connection's peer: the one place to change when a trusted proxy is to
+    name the real client.
+    """
+    if not isinstance(address, tuple) or not address:
+        return "local"
+    host = str(address[0]).partition("%")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def peer_text(address: object) -> str:

@@ -7,8 +7,13 @@ standard `ThreadingMixIn` lacks for a daemon on the open internet is added
 here:
 
 * a limit (`max_connections`, a `threading.BoundedSemaphore` taken without
-  waiting); past it `busy_reply` is sent at once and the connection closed,
-  instead of queueing;
+  waiting), and a limit per client (`max_per_address`, grouped by
+  `listen.client_group`); past either, `busy_reply` is sent at once and the
+  connection closed, instead of queueing;
+* out of file descriptors, no spinning: a descriptor kept in reserve
+  (`DescriptorReserve`, one for the whole daemon) is given up to accept one
+  waiting client and tell it `busy_reply`, and the acceptor pauses when
+  even that fails;
 * a lifetime: a connection still open `lifetime` seconds after it was
   accepted is shut down by the accepting thread (checked every
   `poll_interval` in `service_actions`), a safety net under each handler's
@@ -30,15 +35,18 @@ carry theirs.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import logging
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from fingerd.listen import EarlyBindMixIn, peer_text
+from fingerd.listen import EarlyBindMixIn, client_group, peer_text
 
 log = logging.getLogger("fingerd")
 
@@ -46,6 +54,7 @@ DONT_WAIT = getattr(socket, "MSG_DONTWAIT", 0)
 """Send and receive flag: this one call does not block, whatever the socket's mode."""
 REPLY_RESERVE = 0.5
 """Seconds before the stop deadline at which work still waiting is cut, so its client can still be answered."""
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def join_all(threads: Iterable[threading.Thread], deadline: float) -> list[threading.Thread]:
@@ -58,26 +67,115 @@ def join_all(threads: Iterable[threading.Thread], deadline: float) -> list[threa
     return stuck
 
 
+class DescriptorReserve:
+    """One descriptor kept back, to accept a client and tell it "busy" when the process has run out.
+
+    Acceptors share it under a lock, so that two of them never give it up
+    at once.  While it is given up, or missing because another thread took
+    the descriptor it freed, `held` is False and every acceptor tells each
+    new client busy instead of serving it, so the descriptor comes back
+    with the first one closed: no service serves on the last descriptor.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd = _open_reserve()
+
+    def held(self) -> bool:
+        """True while the reserve is kept (taken again if it can be); False while it is given up or lost.
+
+        False means the process is at its last descriptors: the caller must
+        not keep the one it just accepted.
+        """
+        if self._fd is not None:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._fd = _open_reserve()
+            return self._fd is not None
+        finally:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def given_up(self) -> Iterator[bool]:
+        """Free the reserve for the ``with`` block (False: there was none to free); take it back after."""
+        with self._lock:
+            if self._fd is None:
+                self._fd = _open_reserve()
+            if self._fd is None:
+                yield False
+                return
+            fd, self._fd = self._fd, None
+            os.close(fd)
+            try:
+                yield True
+            finally:
+                self._fd = _open_reserve()
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+
+
+class AddressCounts:
+    """Connections in progress per client group, held under a limit (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, group: str) -> bool:
+        if not self.limit:
+            return True
+        with self._lock:
+            count = self._counts.get(group, 0)
+            if count >= self.limit:
+                return False
+            self._counts[group] = count + 1
+            return True
+
+    def give_back(self, group: str) -> None:
+        if not self.limit:
+            return
+        with self._lock:
+            count = self._counts.get(group, 1) - 1
+            if count:
+                self._counts[group] = count
+            else:
+                self._counts.pop(group, None)
+
+
 @dataclass
 class _Active:
     sock: socket.socket
     expires: float
+    group: str
 
 
 class BoundedThreadsMixIn(EarlyBindMixIn):
     """Mix in before a `socketserver` server class; call `init_threads` first in ``__init__``."""
 
     max_connections = 64
+    max_per_address = 0
     poll_interval = 0.1
     lifetime = 20.0
     busy_reply: bytes | None = None
     name = "conn"
     last_join = 1.0
     """Seconds to wait, past the stop deadline, for threads whose sockets were just shut."""
+    accept_error_pause = 0.05
+    """Seconds the acceptor rests when it cannot accept even with its reserve descriptor."""
 
     def init_threads(self, lifetime: float) -> None:
         self.lifetime = lifetime
         self.slots = threading.BoundedSemaphore(self.max_connections)
+        self.per_address = AddressCounts(self.max_per_address)
+        self.reserve = DescriptorReserve()
+        self._next_error_log = 0.0
         self._numbers = itertools.count(1)
         self._active: dict[threading.Thread, _Active] = {}
         self._active_lock = threading.Lock()
@@ -118,6 +216,12 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
         if stuck:
             log.warning("%s: still running at shutdown: %s", self.name, ", ".join(thread.name for thread in stuck))
 
+    def use_reserve(self, reserve: DescriptorReserve) -> None:
+        """Share the daemon's one descriptor reserve instead of keeping one of this service's own."""
+        if reserve is not self.reserve:
+            self.reserve.close()
+            self.reserve = reserve
+
     def threads(self) -> list[threading.Thread]:
         """The connection threads running now."""
         with self._active_lock:
@@ -132,17 +236,27 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
         self.start_thread(request, client_address)
 
     def start_thread(self, request: object, client_address: object) -> None:
-        """Serve ``request`` in a thread of its own; the caller has taken a slot for it."""
+        """Serve ``request`` in a thread of its own; the caller has taken a slot for it.
+
+        A client that already holds `max_per_address` connections is turned
+        away instead, and the slot given back.
+        """
+        group = client_group(client_address)
+        if not self.per_address.take(group):
+            self.slots.release()
+            self.turn_away(request, client_address)
+            return
         thread = threading.Thread(target=self._run, args=(request, client_address), daemon=True)
         thread.name = f"{self.name}-{next(self._numbers)}"
         with self._active_lock:
-            self._active[thread] = _Active(self.socket_of(request), time.monotonic() + self.lifetime)
+            self._active[thread] = _Active(self.socket_of(request), time.monotonic() + self.lifetime, group)
         try:
             thread.start()
         except RuntimeError:
             log.error("%s: cannot start a thread for %s", self.name, peer_text(client_address))
             with self._active_lock:
                 self._active.pop(thread, None)
+            self.per_address.give_back(group)
             self.slots.release()
             self.shutdown_request(request)  # type: ignore[attr-defined]
 
@@ -164,7 +278,9 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
             log.exception("error answering %s", peer_text(client_address))
         finally:
             with self._active_lock:
-                self._active.pop(threading.current_thread(), None)
+                active = self._active.pop(threading.current_thread(), None)
+            if active is not None:
+                self.per_address.give_back(active.group)
             self.slots.release()
 
     def handle_connection(self, request: object, client_address: object) -> None:
@@ -193,6 +309,41 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
         except OSError:
             pass
         self.shutdown_request(request)  # type: ignore[attr-defined]
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        """Accept; while the descriptor reserve is missing, tell the client busy rather than serve it."""
+        try:
+            request, client_address = super().get_request()  # type: ignore[misc]
+        except OSError as error:
+            if error.errno in OUT_OF_DESCRIPTORS:
+                self._out_of_descriptors(error)
+            raise
+        if not self.reserve.held():
+            self.turn_away(request, client_address)
+            raise BlockingIOError(errno.EAGAIN, "told busy: no descriptor to spare")
+        return request, client_address
+
+    def _out_of_descriptors(self, error: OSError) -> None:
+        """Give up the reserve descriptor to tell one waiting client `busy_reply`; rest when even that fails.
+
+        Without this, the listening socket stays readable and the acceptor
+        would spin on ``accept``, while the waiting clients hear nothing
+        until they time out.
+        """
+        now = time.monotonic()
+        if now >= self._next_error_log:
+            self._next_error_log = now + 1.0
+            log.error("%s: cannot accept a connection: %s", self.name, error.strerror)
+        with self.reserve.given_up() as freed:
+            if freed:
+                try:
+                    request, client_address = super().get_request()  # type: ignore[misc]
+                except OSError:
+                    pass
+                else:
+                    self.turn_away(request, client_address)
+                    return
+        time.sleep(self.accept_error_pause)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A bug met while accepting: log it with its traceback (`socketserver` would print it to stderr)."""
@@ -224,3 +375,11 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
                 socket.socket.shutdown(sock, how)
             except OSError:
                 pass
+
+
+def _open_reserve() -> int | None:
+    """A descriptor held only to be given up when the process runs out of them."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None

@@ -11,6 +11,8 @@ from fingerd.finger.answer import (
     FORWARD_DENIED,
     FORWARD_NOT_ALLOWED,
     LIST_DENIED,
+    LIST_NAME_WIDTH,
+    LIST_STATUS_WIDTH,
     NO_PLAN,
     NO_SUCH_USER,
     NO_USERS,
@@ -21,6 +23,7 @@ from fingerd.finger.answer import (
     answer,
     answer_now,
     forward_hop,
+    list_status,
 )
 from fingerd.protocol import MAX_QUERY_BYTES, Kind, Query, is_valid_name, parse_query
 from fingerd.render import reply_bytes
@@ -214,6 +217,25 @@ def test_list_of_empty_table():
     assert answer(Query(Kind.LIST), directory_of({}), Policy()) == Answer((NO_USERS,), "list")
 
 
+def test_list_cuts_a_long_first_line():
+    directory = directory_of({"big": ("x" * 10_000_000, "second"), "bob": ("Out to lunch",)})
+    lines = answer(Query(Kind.LIST), directory, Policy()).lines
+    assert lines == ("big" + " " * 15 + "x" * (LIST_STATUS_WIDTH - 3) + "...", "bob               Out to lunch")
+
+
+def test_list_keeps_a_first_line_of_exactly_the_width():
+    assert list_status(("y" * LIST_STATUS_WIDTH,)) == "y" * LIST_STATUS_WIDTH
+    assert list_status(("y" * (LIST_STATUS_WIDTH + 1),)) == "y" * (LIST_STATUS_WIDTH - 3) + "..."
+    assert list_status(()) == ""
+
+
+def test_a_long_status_is_cut_only_in_the_list():
+    status = ("x" * 100_000, "more")
+    directory = directory_of({"big": status})
+    assert reply(b"big", directory) == status
+    assert reply(b"/W big", directory) == ("Login: big", "Plan:", *status)
+
+
 def test_list_denied(snapshot):
     result = answer(Query(Kind.LIST), snapshot, Policy(list_users=False))
     assert result == Answer((LIST_DENIED,), "list-denied")
@@ -302,6 +324,15 @@ def test_list_has_one_line_per_user(users):
     lines = answer(Query(Kind.LIST), directory_of(users), Policy()).lines
     assert len(lines) == len(users)
     assert [line.split(" ", 1)[0] for line in lines] == sorted(users)
+
+
+@given(st.dictionaries(names, st.lists(st.text(max_size=400), max_size=2).map(tuple), min_size=1, max_size=8))
+def test_list_lines_are_never_wider_than_a_name_and_the_status_width(users):
+    lines = answer(Query(Kind.LIST), directory_of(users), Policy()).lines
+    for line, (name, status) in zip(lines, sorted(users.items())):
+        assert len(line) <= max(LIST_NAME_WIDTH, len(name)) + 2 + LIST_STATUS_WIDTH
+        if status and len(status[0]) <= LIST_STATUS_WIDTH:
+            assert list_status(status) == status[0]
 
 
 @given(query_bytes, any_tables)

@@ -111,3 +111,14 @@ def test_the_open_user_page_follows_the_status_file(site, page):
     expect(page.locator("#status")).to_contain_text("until 3", timeout=3000)
     assert time.monotonic() - started < 1.0
     assert page.locator("#status").inner_text() == "In a meeting\nuntil 3"
+
+
+def test_the_live_list_cuts_a_long_first_line_as_the_server_does(site, page):
+    """The page redraws its list from /api/users, which has whole statuses: the cut must hold there too."""
+    page.goto(site.url + "/")
+    page.wait_for_timeout(500)
+    site.status_file.write_text(STATUS + "erin: " + "é" * 1000 + "\n")
+    expect(page.locator("#users")).to_contain_text("erin", timeout=3000)
+    page.wait_for_timeout(500)
+    shown = page.locator("#users li", has_text="erin").locator(".status").inner_text()
+    assert shown == "é" * 197 + "..."

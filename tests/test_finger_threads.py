@@ -2,7 +2,9 @@
 
 Each test that fills the daemon with connections also checks that its
 thread count, read from ``/proc/PID/task``, comes back to where it was:
-a connection's thread ends with its connection.
+a connection's thread ends with its connection.  Those tests lift the
+per-address limit (``max-per-address = 0``): all their clients come from
+127.0.0.1, and what they measure is the daemon's whole capacity.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def test_simultaneous_passwd_queries_all_wait_for_a_reader(start_daemon, planner
 
 
 def test_300_idle_clients_hold_threads_that_end_with_them(start_daemon):
-    daemon = start_daemon(STATUS, timeout=20)
+    daemon = start_daemon(STATUS, timeout=20, max_per_address=0)
     daemon.query(b"alice\r\n")
     baseline = thread_count(daemon)
     idle = [socket.create_connection(("127.0.0.1", daemon.port)) for _ in range(300)]
@@ -170,7 +172,7 @@ def test_300_idle_clients_hold_threads_that_end_with_them(start_daemon):
 
 def test_200_trickling_clients_time_out_and_others_are_served(start_daemon):
     """A byte a second does not extend --timeout (3 s): the reply is there at 4 s, while they still trickle."""
-    daemon = start_daemon(STATUS, timeout=3)
+    daemon = start_daemon(STATUS, timeout=3, max_per_address=0)
     daemon.query(b"alice\r\n")
     baseline = thread_count(daemon)
     tricklers = [socket.create_connection(("127.0.0.1", daemon.port), timeout=10) for _ in range(200)]
@@ -245,7 +247,7 @@ def test_a_reader_that_never_reads_is_cut_at_the_timeout(start_daemon):
 
 
 def test_sigterm_with_300_idle_clients_exits_within_5_s_answering_each(start_daemon):
-    daemon = start_daemon(STATUS, timeout=20)
+    daemon = start_daemon(STATUS, timeout=20, max_per_address=0)
     daemon.query(b"alice\r\n")
     baseline = thread_count(daemon)
     idle = [socket.create_connection(("127.0.0.1", daemon.port), timeout=10) for _ in range(300)]

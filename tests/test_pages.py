@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fingerd.finger.answer import LIST_STATUS_WIDTH
 from fingerd.sources.base import status_record
 from fingerd.sources.directory import Directory, Lookup
 from fingerd.sources.file import FileSource
@@ -42,6 +43,14 @@ def test_index_page_never_carries_a_tag_from_a_status(listing):
     for _, status in listing:
         if "<" in status:
             assert status not in page
+
+
+def test_index_page_cuts_a_long_first_line_as_finger_does():
+    page = pages.index_page(TEMPLATES, "host", [("big", ("x" * 1_000_000, "second")), ("bob", ("lunch",))]).decode()
+    assert '<span class="status">' + "x" * (LIST_STATUS_WIDTH - 3) + "...</span>" in page
+    assert "x" * (LIST_STATUS_WIDTH - 2) not in page
+    assert "second" not in page
+    assert len(page) < 4096
 
 
 def test_user_page_keeps_lines_and_indentation():

@@ -10,6 +10,7 @@ from fingerd.setter.protocol import (
     MAX_STATUS_BYTES,
     SetRequest,
     SetterError,
+    parse_length,
     parse_socket_request,
     parse_status,
     parse_tcp_request,
@@ -18,6 +19,12 @@ from fingerd.setter.protocol import (
 from fingerd.users.statusfile import format_entry, parse_status_file, replace_entry
 
 names = st.from_regex(r"[a-z_][a-z0-9_.-]{0,10}", fullmatch=True)
+ascii_digits = st.sampled_from("0123456789")
+not_ascii_digits = st.characters(categories=("Nd", "No", "Nl")).filter(lambda c: c not in "0123456789")
+signs = st.sampled_from("+-_.,\u2212\uff0b")
+length_words = st.lists(ascii_digits | not_ascii_digits | signs, min_size=1, max_size=8).map("".join).filter(
+    lambda word: not (word.isascii() and word.isdigit())
+)
 status_lines = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))), max_size=5)
 
 
@@ -96,6 +103,51 @@ def test_socket_requests():
                 b"SET 0\n", b"CLEAR a b\n"):
         with pytest.raises(SetterError):
             parse_socket_request(bad)
+
+
+@given(length_words)
+def test_a_length_is_ascii_digits_only(word):
+    assert parse_length(word) is None
+
+
+@given(length_words)
+def test_a_request_with_any_other_length_is_refused_at_once(word):
+    data = f"SET {word} alice\nhello".encode()
+    assert socket_request_complete(data), "refused at the newline, not waited for"
+    with pytest.raises(SetterError, match="expected 'SET <length>"):
+        parse_socket_request(data)
+
+
+@given(st.integers(min_value=0, max_value=10**12 - 1), st.integers(min_value=0, max_value=3))
+def test_ascii_lengths_read_as_numbers(length, zeros):
+    word = "0" * zeros + str(length)
+    assert parse_length(word) == (length if len(word) <= 12 else None)
+
+
+def test_digits_of_other_scripts_are_not_lengths():
+    for word in ("\u0663", "\u0969", "\uff13", "\u00b2", "\u2163", "+3", "-3", "3_0", " 3", "0x3", "1" * 13):
+        assert parse_length(word) is None, word
+    with pytest.raises(SetterError, match="expected"):
+        parse_socket_request("SET \u0663\nabc".encode())
+    with pytest.raises(SetterError, match="expected"):
+        parse_socket_request("SET \u00b2\nab".encode())
+    assert socket_request_complete("SET \u00b2\nab".encode())
+
+
+def test_a_length_past_the_limit_is_refused_without_waiting():
+    assert parse_length("9" * 12) == 999_999_999_999
+    for length in (MAX_STATUS_BYTES + 1, 10**12 - 1):
+        data = f"SET {length} alice\nhello".encode()
+        assert socket_request_complete(data)
+        with pytest.raises(SetterError, match="too long"):
+            parse_socket_request(data)
+    for data in (f"SET {'1' * 5000}\nx".encode(), b"SET 0000000000001\nx"):
+        assert socket_request_complete(data)
+        with pytest.raises(SetterError, match="expected"):
+            parse_socket_request(data)
+    status = b"x" * MAX_STATUS_BYTES
+    assert not socket_request_complete(f"SET {MAX_STATUS_BYTES}\n".encode() + status[:-1])
+    assert parse_socket_request(f"SET {MAX_STATUS_BYTES}\n".encode() + status).status == (status.decode(),)
 
 
 def test_a_request_is_complete_only_with_its_whole_status():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fingerd.protocol import NAME_PATTERN
-from fingerd.users.statusfile import Problem, parse_status_file
+from fingerd.sources.base import text_lines
+from fingerd.users.statusfile import MAX_STATUS_BYTES, Problem, parse_status_file, truncated_marker
 
 
 def users_of(text: str) -> dict[str, tuple[str, ...]]:
@@ -241,6 +244,97 @@ def test_surrogate_bytes_are_invalid():
     assert "\ufffd" in result.users["alice"][0]
 
 
+# size: one status is at most MAX_STATUS_BYTES, then a marker line
+
+MARKER = truncated_marker(MAX_STATUS_BYTES)
+
+
+def served_size(lines) -> int:
+    return len("\n".join(lines).encode("utf-8"))
+
+
+def test_the_cap_is_that_of_a_plan_and_so_is_the_marker():
+    assert MAX_STATUS_BYTES == 64 * 1024
+    assert MARKER == "[truncated at 64 KiB]"
+    assert MARKER == text_lines(b"x" * (MAX_STATUS_BYTES + 1), MAX_STATUS_BYTES)[-1]
+
+
+def test_a_huge_line_is_cut_at_the_cap_and_the_rest_of_the_file_loads():
+    data = b"alice: a\nbig: " + b"x" * 10_000_000 + b"\n more\n\nbob: b\n"
+    result = parse_status_file(data)
+    assert result.users == {"alice": ("a",), "big": ("x" * MAX_STATUS_BYTES, MARKER), "bob": ("b",)}
+    assert result.problems == [Problem(2, "status of big longer than 64 KiB; cut here")]
+
+
+def test_a_status_of_exactly_the_cap_is_kept_whole():
+    status = "y" * MAX_STATUS_BYTES
+    result = parse_status_file(f"alice: {status}\n".encode())
+    assert result.users == {"alice": (status,)}
+    assert result.problems == []
+
+
+def test_one_byte_over_the_cap_is_cut():
+    result = parse_status_file(b"alice: " + b"y" * (MAX_STATUS_BYTES + 1) + b"\n")
+    assert result.users == {"alice": ("y" * MAX_STATUS_BYTES, MARKER)}
+    assert problem_lines(b"alice: " + b"y" * (MAX_STATUS_BYTES + 1)) == [1]
+
+
+def test_the_cap_counts_bytes_and_never_splits_a_character():
+    status = "x" + "\u00e9" * MAX_STATUS_BYTES
+    (kept, marker) = parse_status_file(f"alice: {status}\n".encode()).users["alice"]
+    assert marker == MARKER
+    assert kept == "x" + "\u00e9" * ((MAX_STATUS_BYTES - 1) // 2)
+    assert len(kept.encode()) == MAX_STATUS_BYTES - 1
+
+
+def test_the_cap_counts_the_newlines_between_plan_lines():
+    line = "z" * 1023
+    plan = "".join(f" {line}\n" for _ in range(200))
+    status = parse_status_file(f"carol:\n{plan}".encode()).users["carol"]
+    assert status == (line,) * 64 + (MARKER,)
+    assert served_size(status[:-1]) == MAX_STATUS_BYTES - 1
+
+
+def test_a_plan_line_that_crosses_the_cap_is_cut_inside_it():
+    plan = " " + "p" * 60000 + "\n " + "q" * 10000 + "\n " + "r" * 10 + "\n"
+    status = parse_status_file(f"carol:\n{plan}".encode()).users["carol"]
+    assert status == ("p" * 60000, "q" * (MAX_STATUS_BYTES - 60001), MARKER)
+
+
+def test_a_cut_is_reported_once_on_the_line_that_passed_the_cap():
+    plan = "".join(f" {'w' * 1000}\n" for _ in range(300))
+    data = f"alice: a\ncarol: top\n{plan}bob: b\n".encode()
+    result = parse_status_file(data)
+    assert [str(problem) for problem in result.problems] == ["line 68: status of carol longer than 64 KiB; cut here"]
+    assert result.users["alice"] == ("a",) and result.users["bob"] == ("b",)
+    assert served_size(result.users["carol"][:-1]) <= MAX_STATUS_BYTES
+
+
+def test_blank_lines_do_not_count_against_the_cap_when_they_are_dropped():
+    data = b"carol: top\n" + b" \t\n" * (MAX_STATUS_BYTES // 2) + b"bob: b\n"
+    result = parse_status_file(data)
+    assert result.users == {"carol": ("top",), "bob": ("b",)}
+    assert result.problems == []
+
+
+def test_blank_lines_that_reach_the_cap_are_dropped_with_the_rest():
+    data = b"carol: top\n" + b" \n" * MAX_STATUS_BYTES + b" bottom\n"
+    assert parse_status_file(data).users == {"carol": ("top", MARKER)}
+
+
+def test_a_later_entry_within_the_cap_wins_over_a_cut_one():
+    data = b"alice: " + b"x" * (MAX_STATUS_BYTES + 5) + b"\nalice: short\n"
+    result = parse_status_file(data)
+    assert result.users == {"alice": ("short",)}
+    assert problem_lines(data) == [1, 2]
+
+
+def test_the_limit_can_be_given():
+    result = parse_status_file(b"alice: 0123456789\n", limit=4)
+    assert result.users == {"alice": ("0123", "[truncated at 4 bytes]")}
+    assert str(result.problems[0]) == "line 1: status of alice longer than 4 bytes; cut here"
+
+
 # properties
 
 line_text = st.characters(exclude_categories=("Cs",), exclude_characters="\n\r")
@@ -317,3 +411,53 @@ def test_written_entries_read_back(entries):
 def test_plans_keep_their_lines(plan):
     data = ("carol: top\n" + "".join(f" {line}\n" for line in plan) + " end\n").encode()
     assert parse_status_file(data).users["carol"] == ("top", *plan, "end")
+
+
+@st.composite
+def files_and_limits(draw):
+    """A file, and a limit that is often exactly a status's size, or one byte either side."""
+    data = draw(status_file_bytes)
+    sizes = [served_size(status) for status in parse_status_file(data, sys.maxsize).users.values()]
+    near = sorted({max(0, size + delta) for size in sizes for delta in (-1, 0, 1)})
+    small = st.integers(min_value=0, max_value=120)
+    return data, draw(st.one_of(small, st.sampled_from(near)) if near else small)
+
+
+@given(files_and_limits())
+def test_no_status_exceeds_the_cap_plus_the_marker(case):
+    data, limit = case
+    marker = truncated_marker(limit)
+    for status in parse_status_file(data, limit).users.values():
+        kept = status[:-1] if status and status[-1] == marker else status
+        assert served_size(kept) <= limit
+        assert served_size(status) <= limit + len(marker.encode()) + 1
+
+
+@given(files_and_limits())
+def test_statuses_within_the_cap_are_unchanged(case):
+    data, limit = case
+    whole = parse_status_file(data, sys.maxsize)
+    cut = parse_status_file(data, limit)
+    assert cut.users.keys() == whole.users.keys()
+    for name, status in whole.users.items():
+        if served_size(status) <= limit:
+            assert cut.users[name] == status
+    cut_problems = [problem for problem in cut.problems if problem.message.endswith("; cut here")]
+    assert [problem for problem in cut.problems if problem not in cut_problems] == whole.problems
+    assert [problem.line for problem in cut.problems] == sorted(problem.line for problem in cut.problems)
+
+
+@given(files_and_limits())
+def test_a_cut_status_is_the_start_of_the_whole_one_then_the_marker(case):
+    data, limit = case
+    whole = parse_status_file(data, sys.maxsize)
+    for name, status in parse_status_file(data, limit).users.items():
+        if served_size(whole.users[name]) <= limit:
+            continue
+        *kept, marker = status
+        assert marker == truncated_marker(limit)
+        if kept:
+            *whole_lines, last = kept
+            assert tuple(whole_lines) == whole.users[name][: len(whole_lines)]
+            assert whole.users[name][len(whole_lines)].startswith(last)
+            assert kept[0].strip() and last.strip()

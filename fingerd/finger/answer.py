@@ -11,7 +11,7 @@ why not); making the hop is the caller's ``relay`` (`fingerd.finger.forward`).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fingerd.client import DEFAULT_PORT, Target, split_host_port
@@ -37,6 +37,8 @@ FORWARD_ERROR = "Forwarding failed: network error"
 FORWARD_BUSY = "Forwarding busy, try again later"
 FORWARD_STOPPED = "Forwarding failed: server stopping, try again later"
 LIST_NAME_WIDTH = 16
+LIST_STATUS_WIDTH = 200
+CUT_MARK = "..."
 
 __all__ = [
     "NO_PLAN",
@@ -47,6 +49,7 @@ __all__ = [
     "answer_now",
     "forward_hop",
     "is_public_address",
+    "list_status",
     "user_list",
     "user_status",
 ]
@@ -139,12 +142,25 @@ def _answer(
 
 
 def user_list(listing: Listing) -> Answer:
-    """One line per user: the name, then the first line of the status."""
+    """One line per user: the name, then the first line of the status (see `list_status`)."""
     if not listing:
         return Answer((NO_USERS,), "list")
     width = max(LIST_NAME_WIDTH, max(len(name) for name, _ in listing))
-    lines = tuple(f"{name:<{width}}  {status[0] if status else ''}".rstrip() for name, status in listing)
+    lines = tuple(f"{name:<{width}}  {list_status(status)}".rstrip() for name, status in listing)
     return Answer(lines, "list")
+
+
+def list_status(status: Sequence[str]) -> str:
+    """The first line of a status as a list shows it: at most `LIST_STATUS_WIDTH` characters.
+
+    Every listing carries every user's line, so one long status would make
+    each list long; a cut line ends in `CUT_MARK`, plain ASCII so that any
+    client shows it.  The whole status is one query away.
+    """
+    first = status[0] if status else ""
+    if len(first) <= LIST_STATUS_WIDTH:
+        return first
+    return first[: LIST_STATUS_WIDTH - len(CUT_MARK)] + CUT_MARK
 
 
 def user_status(query: Query, found: Lookup) -> Answer:

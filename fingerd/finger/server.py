@@ -40,7 +40,6 @@ Tunables are class attributes, as in `socketserver`.
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 import socketserver
@@ -74,6 +73,7 @@ class FingerSettings:
 
     timeout: float = 10.0
     max_connections: int = 512
+    max_per_address: int = 32
     policy: Policy = field(default_factory=Policy)
 
 
@@ -197,7 +197,6 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 1024
     accept_batch = 64
-    accept_error_pause = 0.05
     defer_seconds = 1
     linger_seconds = 2.0
     cache_entries = 4096
@@ -216,6 +215,7 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self.closing = threading.Event()
         self._cache = _ReplyCache(-1)
         self.max_connections = settings.max_connections
+        self.max_per_address = settings.max_per_address
         self.init_threads(lifetime=2 * settings.timeout + self.linger_seconds)
         super().__init__((address.host, address.port), FingerHandler, bind_and_activate=False)
 
@@ -251,15 +251,6 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
                 log.exception("error with a connection from %s", peer_text(client_address))
                 self.shutdown_request(request)
         super().service_actions()
-
-    def get_request(self) -> tuple[socket.socket, tuple]:
-        try:
-            return super().get_request()
-        except OSError as error:
-            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                log.error("cannot accept a connection: %s", error.strerror)
-                time.sleep(self.accept_error_pause)
-            raise
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         """Answer at once what memory can answer; give everything else a thread."""

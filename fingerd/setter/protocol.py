@@ -2,11 +2,14 @@
 
 Over the Unix socket a client sends one request and half-closes::
 
-    SET <name>\\n<status text until EOF>
+    SET <length> <name>\\n<status text, <length> bytes>
     CLEAR <name>\\n
 
-``<name>`` may be empty, meaning the connecting user.  The reply is one
-line, ``OK <what was done>`` or ``ERROR <why>``.  The tutorial's TCP setter
+``<name>`` may be empty, meaning the connecting user.  ``<length>`` is
+ASCII digits only (`parse_length`): `str.isdigit` and `int` also take
+other scripts' digits (``٣`` is 3) and superscripts (``²``, which `int`
+then refuses with an exception).  The reply is one line,
+``OK <what was done>`` or ``ERROR <why>``.  The tutorial's TCP setter
 sends a bare name line and a status line instead; both end up as a
 `SetRequest`.
 
@@ -26,6 +29,7 @@ from fingerd.protocol import is_valid_name
 MAX_STATUS_BYTES = 8192
 MAX_STATUS_LINES = 100
 MAX_REQUEST_BYTES = MAX_STATUS_BYTES + 128
+LENGTH = re.compile(r"[0-9]{1,12}", re.ASCII)
 FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
@@ -72,14 +76,25 @@ def _head(data: bytes) -> tuple[list[str], bytes] | None:
     return head.rstrip(b"\r").decode("utf-8", "replace").split(), body
 
 
+def parse_length(word: str) -> int | None:
+    """A status length, 1 to 12 ASCII digits; None for anything else.
+
+    A length past `MAX_STATUS_BYTES` is still read as a number: the
+    request is then complete at once and refused as too long, instead of
+    being waited for until the read cap.
+    """
+    return int(word) if LENGTH.fullmatch(word) else None
+
+
 def socket_request_complete(data: bytes) -> bool:
     """True once ``data`` holds a whole socket request (the server stops reading)."""
     parsed = _head(data)
     if parsed is None:
         return False
     words, body = parsed
-    if words[:1] == ["SET"] and len(words) >= 2 and words[1].isdigit():
-        return len(body) >= int(words[1])
+    length = parse_length(words[1]) if words[:1] == ["SET"] and len(words) >= 2 else None
+    if length is not None and length <= MAX_STATUS_BYTES:
+        return len(body) >= length
     return True
 
 
@@ -90,8 +105,10 @@ def parse_socket_request(data: bytes) -> SetRequest:
         raise SetterError("incomplete request")
     words, body = parsed
     verb, arguments = (words[0], words[1:]) if words else ("", [])
-    if verb == "SET" and arguments and arguments[0].isdigit() and len(arguments) <= 2:
-        length = int(arguments[0])
+    length = parse_length(arguments[0]) if arguments else None
+    if verb == "SET" and length is not None and len(arguments) <= 2:
+        if length > MAX_STATUS_BYTES:
+            raise SetterError(f"status too long: at most {MAX_STATUS_BYTES} bytes")
         if len(body) < length:
             raise SetterError("incomplete request: the status was cut short")
         return SetRequest(_name(arguments[1:]), parse_status(body[:length]))

@@ -26,9 +26,10 @@ class TcpSetterServer(SetterMixIn, ListenerMixin, socketserver.TCPServer):
     allow_reuse_address = True
     line_end = b"\r\n"
 
-    def __init__(self, port: int, writer: StatusFileWriter, timeout: float) -> None:
+    def __init__(self, port: int, writer: StatusFileWriter, timeout: float, max_per_address: int = 32) -> None:
         self.listen_address = ListenAddress(socket.AF_INET, LOOPBACK, port)
         self.address_family = socket.AF_INET
+        self.max_per_address = max_per_address
         self.init_setter(writer, timeout)
         super().__init__((LOOPBACK, port), None, bind_and_activate=False)  # type: ignore[arg-type]
 

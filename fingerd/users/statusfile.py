@@ -13,6 +13,10 @@ The parser is pure and total: it never raises, it reports each malformed line
 with its number and goes on, so one bad line costs one entry, never the file.
 Lines are split on ``\\n`` only; ``str.splitlines`` would also split on form
 feeds and Unicode separators that a status may legitimately contain.
+
+One status is at most `MAX_STATUS_BYTES`, as a ``~/.plan`` is: every reply
+and listing copies it, so a 10 MB line would cost every reader 10 MB.  A
+longer one is cut there, a marker line says so, and the cut is reported.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from fingerd.protocol import is_valid_name
 
 BOM = "\ufeff".encode("utf-8")
+MAX_STATUS_BYTES = 64 * 1024
 
 Status = tuple[str, ...]
 """A status: its lines, first line first, never empty lines at either end."""
@@ -56,25 +61,91 @@ def decode(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8", "replace"), True
 
 
-def _trim(lines: list[str]) -> Status:
-    if len(lines) == 1:
-        return (lines[0],) if lines[0] else ()
-    start, end = 0, len(lines)
-    while start < end and not lines[start].strip():
-        start += 1
-    while end > start and not lines[end - 1].strip():
-        end -= 1
-    return tuple(lines[start:end])
+def truncated_marker(limit: int) -> str:
+    """The line that ends a cut status, worded as for a cut ``~/.plan``."""
+    return f"[truncated at {_size_text(limit)}]"
 
 
-def parse_status_file(data: bytes) -> ParsedFile:
-    """Parse the whole file; later entries for the same name win."""
+def _size_text(limit: int) -> str:
+    return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _utf8_head(text: str, size: int) -> str:
+    """The longest start of ``text`` that is at most ``size`` bytes in UTF-8, never half a character."""
+    return text[:size].encode("utf-8")[:size].decode("utf-8", "ignore")
+
+
+class _Entry:
+    """One user's status as its lines arrive, kept within a byte limit.
+
+    Blank lines wait in ``gap`` until a line with text follows them, because
+    blank lines at either end are dropped: so the size counted is that of
+    the status as served (its lines joined by ``\\n``), and a status within
+    the limit is kept whole.  Past the limit nothing more is kept, so a huge
+    entry costs the table no more than the limit.
+    """
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.lines: list[str] = []
+        self.size = 0
+        self.gap: list[str] = []
+        self.gap_size = 0
+        self.cut = False
+
+    def add(self, line: str) -> bool:
+        """Take the next line; True when it is the one that passes the limit."""
+        if self.cut:
+            return False
+        if not line.strip():
+            if self.lines and self.size + self.gap_size <= self.limit:
+                self.gap.append(line)
+                self.gap_size += _utf8_size(line) + 1
+            return False
+        before = self.size + self.gap_size + (1 if self.lines else 0)
+        after = before + _utf8_size(line)
+        if after <= self.limit:
+            self.lines.extend(self.gap)
+            self.lines.append(line)
+            self.size = after
+        else:
+            self.cut = True
+            if before < self.limit:
+                head = _utf8_head(line, self.limit - before)
+                if head.strip():
+                    self.lines.extend(self.gap)
+                    self.lines.append(head)
+        self.gap, self.gap_size = [], 0
+        return self.cut
+
+    def cut_problem(self, number: int) -> Problem:
+        """What to log about the cut, on the line that made it."""
+        return Problem(number, f"status of {self.name} longer than {_size_text(self.limit)}; cut here")
+
+    def status(self) -> Status:
+        """The lines kept, then the marker if the status was cut."""
+        if self.cut:
+            return (*self.lines, truncated_marker(self.limit))
+        return tuple(self.lines)
+
+
+def parse_status_file(data: bytes, limit: int = MAX_STATUS_BYTES) -> ParsedFile:
+    """Parse the whole file; later entries for the same name win.
+
+    A status longer than ``limit`` bytes is cut (see `_Entry`) and reported
+    on the line where it passed the limit.
+    """
     text, invalid = decode(data)
     result = ParsedFile(invalid_utf8=invalid)
     if text.startswith("\ufeff"):
         text = text[1:]
-    entries: dict[str, list[str]] = {}
-    current: list[str] | None = None
+    entries: dict[str, _Entry] = {}
+    current: _Entry | None = None
     for number, line in enumerate(text.split("\n"), start=1):
         if line.endswith("\r"):
             line = line[:-1]
@@ -83,8 +154,8 @@ def parse_status_file(data: bytes) -> ParsedFile:
         if line[0] in " \t":
             if current is None:
                 result.problems.append(Problem(number, "continuation line with no user before it"))
-            else:
-                current.append(line[1:])
+            elif current.add(line[1:]):
+                result.problems.append(current.cut_problem(number))
             continue
         name, colon, status = line.partition(":")
         name = name.strip()
@@ -98,9 +169,10 @@ def parse_status_file(data: bytes) -> ParsedFile:
             continue
         if name in entries:
             result.problems.append(Problem(number, f"{name} listed again; this entry wins"))
-        current = [status.strip()]
-        entries[name] = current
-    result.users = {name: _trim(lines) for name, lines in entries.items()}
+        current = entries[name] = _Entry(name, limit)
+        if current.add(status.strip()):
+            result.problems.append(current.cut_problem(number))
+    result.users = {name: entry.status() for name, entry in entries.items()}
     return result
 
 

@@ -6,19 +6,37 @@ XML-RPC: XML 1.0 cannot carry most control characters at all, so a raw
 status holding ESC would produce a document no client can parse.
 
 XML-RPC keeps the Twisted tutorial's interface: ``getUser(name)`` returns
-the status or the string ``No such user``, ``getUsers()`` the names.
+the status or the string ``No such user``, ``getUsers()`` the names.  A call
+that cannot be answered gets one of a few faults, each with a fixed code
+and text (the codes most XML-RPC servers use for these cases): the standard
+dispatcher would put Python's exception into the fault string instead,
+with parser positions, argument counts and whatever method name was sent.
+The detail is logged at debug level.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 from http import HTTPStatus
+from xml.parsers.expat import ExpatError
+from xmlrpc.client import Fault, dumps, loads
 from xmlrpc.server import SimpleXMLRPCDispatcher
 
 from fingerd.finger.answer import LOOKUP_FAILED, NO_SUCH_USER
 from fingerd.render import visible
 from fingerd.sources.base import Lines, Record
 from fingerd.sources.directory import Directory, Listing, Lookup
+
+log = logging.getLogger("fingerd.web")
+
+NOT_XML = (-32700, "Malformed request: not well-formed XML")
+NOT_A_CALL = (-32600, "Malformed request: not an XML-RPC method call")
+NO_SUCH_METHOD = (-32601, "No such method")
+WRONG_ARGUMENTS = (-32602, "Wrong number of arguments")
+INTERNAL_ERROR = (-32603, "Internal error")
+FAULTS = (NOT_XML, NOT_A_CALL, NO_SUCH_METHOD, WRONG_ARGUMENTS, INTERNAL_ERROR)
 
 
 def status_text(status: Lines) -> str:
@@ -69,9 +87,52 @@ class FingerRPC:
         return [name for name, _ in self.directory.listing()]
 
 
-def make_dispatcher(directory: Directory) -> SimpleXMLRPCDispatcher:
+def _fault(kind: tuple[int, str], detail: object) -> Fault:
+    """The fault for ``kind``; ``detail``, which the client never sees, is logged at debug level."""
+    code, text = kind
+    log.debug("XML-RPC fault %d %s: %s", code, text, visible(str(detail))[:300])
+    return Fault(code, text)
+
+
+class FingerDispatcher(SimpleXMLRPCDispatcher):
+    """Dispatches to the registered functions only, and answers every failure with a fixed fault."""
+
+    def _marshaled_dispatch(self, data: bytes, dispatch_method: object = None, path: object = None) -> bytes:
+        """A request body in, the response body out (the standard dispatcher's signature, which it replaces)."""
+        outcome = self._call(data)
+        if isinstance(outcome, Fault):
+            response = dumps(outcome, allow_none=self.allow_none, encoding=self.encoding)
+        else:
+            response = dumps((outcome,), methodresponse=True, allow_none=self.allow_none, encoding=self.encoding)
+        return response.encode(self.encoding, "xmlcharrefreplace")
+
+    def _call(self, data: bytes) -> object:
+        """The called function's result, or the fault that answers the call instead."""
+        try:
+            params, method = loads(data)
+        except (ExpatError, LookupError, UnicodeError) as error:  # the parser's, or the encoding it was told
+            return _fault(NOT_XML, error)
+        except Exception as error:  # noqa: BLE001 - loads raises many kinds, a client's Fault among them
+            return _fault(NOT_A_CALL, error)
+        if method is None:
+            return _fault(NOT_A_CALL, "no methodName")
+        function = self.funcs.get(method)
+        if function is None:
+            return _fault(NO_SUCH_METHOD, repr(method))
+        try:
+            inspect.signature(function).bind(*params)
+        except TypeError as error:
+            return _fault(WRONG_ARGUMENTS, error)
+        try:
+            return function(*params)
+        except Exception:  # a bug: logged with its traceback, and the client learns nothing of it
+            log.exception("XML-RPC %s failed", method)
+            return Fault(*INTERNAL_ERROR)
+
+
+def make_dispatcher(directory: Directory) -> FingerDispatcher:
     """An XML-RPC dispatcher offering exactly `FingerRPC`'s two methods."""
-    dispatcher = SimpleXMLRPCDispatcher(allow_none=False, encoding="utf-8")
+    dispatcher = FingerDispatcher(allow_none=False, encoding="utf-8")
     rpc = FingerRPC(directory)
     dispatcher.register_function(rpc.getUser, "getUser")
     dispatcher.register_function(rpc.getUsers, "getUsers")

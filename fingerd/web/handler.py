@@ -11,11 +11,13 @@ Routes (everything else is 404; methods other than GET, HEAD and POST 405)::
 
 No path reaches the filesystem: templates and static files were read at
 start-up.  Request line and headers together may use `max_head_bytes`; an
-XML-RPC body `max_body_bytes`.  Every response carries a restrictive
-Content-Security-Policy and ``nosniff``; the Server header names no version.
-JSON responses carry an ETag made from their content, so the page's
-poller costs a 304 while nothing changes, whichever source the data came
-from.
+XML-RPC body `max_body_bytes`.  Every response, errors and the acceptor's
+503 included, carries the same headers: a restrictive
+Content-Security-Policy, ``nosniff`` and the others in `SECURITY_HEADERS`,
+and a Server header that names no version.  An error's body is fixed plain
+text naming the status, never anything from the request.  JSON responses
+carry an ETag made from their content, so the page's poller costs a 304
+while nothing changes, whichever source the data came from.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 access_log = logging.getLogger("fingerd.web")
 
+SERVER = "fingerd"
+"""The Server header: the name only, no version to fingerprint."""
 SECURITY_HEADERS = (
     (
         "Content-Security-Policy",
@@ -51,6 +55,8 @@ SECURITY_HEADERS = (
 )
 HTML = "text/html; charset=utf-8"
 JSON = "application/json; charset=utf-8"
+PLAIN = "text/plain; charset=utf-8"
+BUSY_TEXT = "Server busy, try again later\n"
 STATIC_TYPES = {"style.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
 
 
@@ -65,6 +71,31 @@ class Response:
 def json_response(status: HTTPStatus, body: bytes) -> Response:
     """A JSON response whose ETag is a digest of its body."""
     return Response(status, JSON, body, '"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"')
+
+
+def error_body(status: HTTPStatus) -> bytes:
+    """An error's whole body: the status and its standard phrase, nothing the client sent."""
+    return f"{status.value} {status.phrase}\n".encode()
+
+
+def busy_response() -> bytes:
+    """The whole 503 the accepting thread sends, in one call, when every slot is taken.
+
+    No handler runs for that connection, so nothing else would add the
+    headers every other response carries: they are written here from the
+    same list, in the form `WebHandler.send` writes them.
+    """
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    body = BUSY_TEXT.encode()
+    headers = (
+        ("Server", SERVER),
+        ("Content-Type", PLAIN),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        *SECURITY_HEADERS,
+    )
+    head = f"HTTP/1.0 {status.value} {status.phrase}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return (head + "\r\n").encode("latin-1") + body
 
 
 class HeadBudget:
@@ -106,13 +137,11 @@ class WebHandler(BaseHTTPRequestHandler):
     """Answers one HTTP/1.0 request from the server's user table."""
 
     server: WebServer
-    server_version = "fingerd"
+    server_version = SERVER
     sys_version = ""
     max_head_bytes = 16 * 1024
     max_body_bytes = 64 * 1024
     allowed_methods = ("GET", "HEAD", "POST")
-    error_content_type = HTML
-    error_message_format = "<!DOCTYPE html>\n<title>%(code)d %(message)s</title>\n<h1>%(code)d %(message)s</h1>\n"
 
     def version_string(self) -> str:
         """The Server header: the name only, no version to fingerprint."""
@@ -202,7 +231,27 @@ class WebHandler(BaseHTTPRequestHandler):
 
     # -- sending -------------------------------------------------------
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer an error like any other response, with fixed plain text.
+
+        `http.server`'s own error page puts the request line, quoted, into
+        the reason phrase and an HTML body; here that detail goes to the
+        debug log, and the client gets the standard phrase only.
+        """
+        status = HTTPStatus(code)
+        if message or explain:
+            self.log_message("%d %s: %s", status.value, message or "", explain or "")
+        self.send(Response(status, PLAIN, error_body(status)), with_body=self.command != "HEAD")
+
     def send(self, response: Response, with_body: bool = True) -> None:
+        """Write a whole response: every byte the handler sends goes through here.
+
+        The answer is HTTP/1.0 with all its headers whatever version the
+        request named: `http.server` writes no status line and no header
+        at all for a request it takes for HTTP/0.9 (one without a version,
+        or naming ``HTTP/0.9``), its errors included.
+        """
+        self.request_version = self.protocol_version
         if response.etag and response.etag == self.headers.get("If-None-Match"):
             self.send_response(HTTPStatus.NOT_MODIFIED)
             self.send_header("ETag", response.etag)
@@ -218,6 +267,8 @@ class WebHandler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     def end_headers(self) -> None:
+        """Add the headers every response carries (`busy_response` writes the same)."""
+        self.send_header("Connection", "close")
         for name, value in SECURITY_HEADERS:
             self.send_header(name, value)
         if self.allow:

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
+from fingerd.finger.answer import list_status
 from fingerd.render import visible
 
 TEMPLATE_NAMES = ("layout.html", "index.html", "row.html", "user.html", "not-found.html", "failed.html")
@@ -93,9 +94,9 @@ def user_href(name: str) -> str:
 
 
 def index_page(templates: Templates, host: str, listing: Iterable[tuple[str, tuple[str, ...]]]) -> bytes:
-    """The list of users, each with the first line of their status."""
+    """The list of users, each with the first line of their status, cut as finger's list cuts it."""
     rows = [
-        templates.fill("row.html", href=user_href(name), name=name, status=status[0] if status else "")
+        templates.fill("row.html", href=user_href(name), name=name, status=list_status(status))
         for name, status in listing
     ]
     hidden = Markup(" hidden") if rows else Markup("")

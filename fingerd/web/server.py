@@ -2,11 +2,14 @@
 
 ::
 
-    web-acceptor thread: accept() --> slot free? --no--> "503 busy", close
-                                         |
-                                        yes --> web-N thread: TLS handshake
-                                                (if HTTPS), one request,
-                                                close, give the slot back
+    web-acceptor thread: accept() --> slot free, and fewer than --max-per-address
+                                      from this client? --no--> "503 busy", close
+                                         |                      (HTTPS: in a short
+                                        yes                      https-busy thread,
+                                         |                       after the handshake)
+                                         +--> web-N thread: TLS handshake
+                                              (if HTTPS), one request,
+                                              close, give the slot back
 
 A request is small, and answered from memory unless a source that may
 block (``~/.plan``, a command, a URL) is configured, so a thread per
@@ -28,21 +31,18 @@ import logging
 import socket
 import socketserver
 import ssl
+import threading
 from dataclasses import dataclass
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
-from fingerd.threads import BoundedThreadsMixIn
+from fingerd.threads import BoundedThreadsMixIn, join_all
 from fingerd.sources.directory import Directory
 from fingerd.web.api import make_dispatcher
-from fingerd.web.handler import WebHandler
+from fingerd.web.handler import WebHandler, busy_response
 from fingerd.web.pages import Templates
 
 log = logging.getLogger("fingerd.web")
 
-BUSY_RESPONSE = (
-    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Length: 29\r\nConnection: close\r\n\r\nServer busy, try again later\n"
-)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class WebSettings:
 
     host: str = "localhost"
     timeout: float = 10.0
+    max_per_address: int = 32
 
 
 class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
@@ -59,7 +60,10 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 128
     max_connections = 64
-    busy_reply = BUSY_RESPONSE
+    busy_reply = busy_response()
+    busy_threads = 8
+    """Threads that may tell HTTPS clients past the limits that the server is busy, at once."""
+    busy_timeout = 2.0
 
     def __init__(
         self,
@@ -77,10 +81,47 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self.tls = tls
         self.rpc = make_dispatcher(directory)
         self.name = "https" if tls else "web"
-        if tls is not None:
-            self.busy_reply = None
+        self._busy_slots = threading.BoundedSemaphore(self.busy_threads)
+        self._busy_lock = threading.Lock()
+        self._busy: set[threading.Thread] = set()
+        self.max_per_address = settings.max_per_address
         self.init_threads(lifetime=2 * settings.timeout)
         super().__init__((address.host, address.port), WebHandler, bind_and_activate=False)
+
+    def stop(self, deadline: float) -> None:
+        super().stop(deadline)
+        with self._busy_lock:
+            busy = list(self._busy)
+        join_all(busy, deadline)
+
+    def turn_away(self, request: object, client_address: object) -> None:
+        """Over TLS the busy reply needs a handshake first: a short thread of its own does it, a few at most."""
+        if self.tls is None:
+            super().turn_away(request, client_address)
+            return
+        self.log_busy(client_address)
+        if not self._busy_slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(target=self._tell_busy, args=(request,), name=f"{self.name}-busy", daemon=True)
+        with self._busy_lock:
+            self._busy.add(thread)
+        thread.start()
+
+    def _tell_busy(self, request: socket.socket) -> None:
+        connection: socket.socket = request
+        try:
+            request.settimeout(self.busy_timeout)
+            connection = self.tls.wrap_socket(request, server_side=True)  # type: ignore[union-attr]
+            connection.recv(4096)
+            connection.sendall(self.busy_reply or b"")
+        except (OSError, ssl.SSLError) as error:
+            log.debug("https busy reply: %s", error)
+        finally:
+            self.shutdown_request(connection)
+            with self._busy_lock:
+                self._busy.discard(threading.current_thread())
+            self._busy_slots.release()
 
     def handle_connection(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         connection: socket.socket = request

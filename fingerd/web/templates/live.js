@@ -4,10 +4,17 @@
 (function () {
   "use strict";
   var INTERVAL_MS = 400;
+  var LIST_STATUS_WIDTH = 200;  // as the server cuts the list (fingerd/finger/answer.py list_status)
   var body = document.body;
   var live = body.getAttribute("data-live");
   if (!live) { return; }
   var etag = null;
+
+  function listStatus(text) {
+    var first = Array.from(text.split("\n")[0]);  // characters, as Python counts them
+    if (first.length <= LIST_STATUS_WIDTH) { return first.join(""); }
+    return first.slice(0, LIST_STATUS_WIDTH - 3).join("") + "...";
+  }
 
   function renderList(users) {
     var list = document.getElementById("users");
@@ -21,7 +28,7 @@
       link.textContent = name;
       var status = document.createElement("span");
       status.className = "status";
-      status.textContent = users[name].split("\n")[0];
+      status.textContent = listStatus(users[name]);
       item.appendChild(link);
       item.appendChild(document.createTextNode(" "));
       item.appendChild(status);
