@@ -13,6 +13,7 @@ import xmlrpc.client
 import pytest
 
 from conftest import listening_sockets, make_certificate, read_all, run_fingerd
+from fingerd.web.handler import SECURITY_HEADERS
 
 STATUS = """\
 alice: Writing the finger daemon
@@ -227,6 +228,8 @@ def test_busy_past_the_connection_limit(web):
         response, body = get(web.web_port, "/")
         assert response.status == 503
         assert body == b"Server busy, try again later\n"
+        assert all(response.getheader(name) == value for name, value in SECURITY_HEADERS)
+        assert response.getheader("Server") == "fingerd"
     finally:
         for sock in idle:
             sock.close()
