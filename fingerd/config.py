@@ -45,7 +45,8 @@ EPILOG = (
     "Every long option is also a config-file key (finger-port = 79) and an environment "
     "variable (FINGERD_FINGER_PORT). Precedence: command line, environment, config file, default. "
     "Also: 'fingerd set [--for NAME] [--clear] [MESSAGE]' sets your status; "
-    "'fingerd query [/W] [name][@host[:port]]' asks a finger server."
+    "'fingerd query [/W] [name][@host[:port]]' asks a finger server; "
+    "'fingerd edit' edits the status file under the setters' lock, as vipw does."
 )
 
 

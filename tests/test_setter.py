@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import socket
@@ -266,3 +268,66 @@ def test_the_status_file_keeps_its_owner_and_mode(setter):
     assert set_status(setter, "--for", "alice", "owned").returncode == 0
     info = setter.status_file.stat()
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (1234, 5678, 0o664)
+
+
+def plant_lock(lock: Path, kind: str) -> None:
+    """A lock file someone else put where the setters' lock goes."""
+    if kind == "another user's file":
+        lock.write_text("")
+        os.chown(lock, 1234, 1234)
+    elif kind == "symbolic link":
+        target = lock.with_name("elsewhere")
+        target.write_text("")
+        lock.symlink_to(target)
+    else:
+        os.mkfifo(lock)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's file needs root")
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("another user's file", b"uid 1234"),
+        ("symbolic link", b"is a symbolic link"),
+        ("named pipe", b"is not a regular file"),
+    ],
+)
+def test_a_planted_lock_file_is_refused_at_once(setter, kind, message):
+    lock = Path(str(setter.status_file) + ".lock")
+    plant_lock(lock, kind)
+    before = setter.status_file.read_bytes()
+    with contextlib.ExitStack() as stack:
+        if kind == "another user's file":
+            holder = stack.enter_context(open(lock, "rb"))
+            fcntl.flock(holder, fcntl.LOCK_EX)
+        started = time.monotonic()
+        result = set_status(setter, "--for", "alice", "blocked?")
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert b"lock file" in result.stderr and message in result.stderr and b"remove it" in result.stderr
+    assert elapsed < 3
+    assert setter.status_file.read_bytes() == before
+    assert "setter: cannot update" in setter.wait_for_log(message.decode())
+    lock.unlink()
+    assert set_status(setter, "--for", "alice", "unblocked").returncode == 0
+    setter.wait_for_reply(b"alice\r\n", b"unblocked\r\n")
+
+
+@pytest.mark.parametrize("mode, planted", [(0o1777, "create {lock}"), (0o777, "replace {status} or create {lock}")])
+def test_a_status_directory_everyone_may_write_is_a_warning(start_daemon, shared_dir, mode, planted):
+    directory = shared_dir / "board"
+    directory.mkdir()
+    directory.chmod(mode)
+    status = directory / "status"
+    status.write_text("alice: hi\n")
+    daemon = start_daemon(None, status_file=str(status), setter_socket=str(shared_dir / "setter.sock"))
+    assert daemon.query(b"alice\r\n") == b"hi\r\n"
+    warnings = [line for line in daemon.log().splitlines() if "writable by every user" in line]
+    assert len(warnings) == 1
+    assert "WARNING" in warnings[0]
+    expected = planted.format(lock=f"{status}.lock", status=status)
+    assert f"{directory} is writable by every user: anyone may {expected}," in warnings[0]
+
+
+def test_no_such_warning_for_a_private_directory(setter):
+    assert "writable by every user" not in setter.log()

@@ -6,7 +6,10 @@ cannot write would make every ``fingerd set`` fail.  Both are found here, at
 start-up, with ``os.access`` as the running user (so groups and ACLs count
 as the kernel counts them), rather than at the first query or the first
 update.  An unreadable status file stops start-up; an unwritable directory
-only costs the setters, so it is a warning.
+only costs the setters, so it is a warning.  So is a directory every user
+may write: anyone could plant ``<status-file>.lock`` there, which the
+setters refuse to use (it could be held to block them), so every update
+would fail.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+import stat
 
 
 class AccessError(Exception):
@@ -60,6 +64,9 @@ def setter_warnings(status_file: str, setter_socket: str | None) -> list[str]:
         problems.append(
             f"{directory} is not writable by {running_user()}: statuses sent with 'fingerd set' cannot be saved"
         )
+    shared = _writable_by_everyone(directory, os.path.abspath(status_file))
+    if shared:
+        problems.append(shared)
     if setter_socket:
         socket_directory = os.path.dirname(os.path.abspath(setter_socket))
         if not os.access(socket_directory, os.W_OK | os.X_OK):
@@ -67,3 +74,20 @@ def setter_warnings(status_file: str, setter_socket: str | None) -> list[str]:
                 f"{socket_directory} is not writable by {running_user()}: {setter_socket} will be left behind at exit"
             )
     return problems
+
+
+def _writable_by_everyone(directory: str, status_file: str) -> str:
+    """A warning if any user may create files in the status file's directory, else ''."""
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return ""
+    if not info.st_mode & stat.S_IWOTH:
+        return ""
+    lock = status_file + ".lock"
+    planted = f"create {lock}" if info.st_mode & stat.S_ISVTX else f"replace {status_file} or create {lock}"
+    return (
+        f"{directory} is writable by every user: anyone may {planted}, and the setters refuse a lock file "
+        f"that is not their own, so every 'fingerd set' would fail; keep the status file in a directory only "
+        f"{running_user()} can write"
+    )
