@@ -210,10 +210,14 @@ class StatusFileWriter:
             return OSError(errno.ELOOP, f"lock file {self.lock_path} is a symbolic link; remove it")
         if error.errno in (errno.EACCES, errno.EPERM):
             try:
-                self._check_lock(os.lstat(self.lock_path))
+                info = os.lstat(self.lock_path)
+            except OSError:
+                return error
+            try:
+                self._check_lock(info)
             except OSError as problem:
                 return problem
-        return OSError(error.errno, f"cannot open lock file {self.lock_path}: {error.strerror}")
+        return error
 
     # -- one round: read, change, check, rename -------------------------
 
