@@ -375,11 +375,9 @@ class Application:
 
     def descriptors_wanted(self) -> tuple[int, str]:
         """Descriptors for every capped connection at once, plus `spare_descriptors`; and how that adds up."""
-        parts = [("finger", self.options.max_connections)]
-        for listener in self.listeners[1:]:
-            parts.append((listener.name, listener.max_connections))
-        if self.socket_setter is not None:
-            parts.append((self.socket_setter.name, self.socket_setter.max_connections))
+        parts = [(listener.name, listener.descriptors_needed()) for listener in self.listeners]
+        if self.socket_setter is not None and self.socket_setter not in self.listeners:
+            parts.append((self.socket_setter.name, self.socket_setter.descriptors_needed()))
         parts.append(("spare", self.spare_descriptors))
         return sum(count for _, count in parts), " + ".join(f"{count} {name}" for name, count in parts)
 

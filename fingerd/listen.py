@@ -95,7 +95,9 @@ def client_group(address: object) -> str:
 
     IPv4 peers (IPv4-mapped IPv6 included) by their address; IPv6 peers by
     their /64, since one host is handed a whole /64 and may use any address
-    in it.  Local (Unix-socket) peers are one group.  The address is the
+    in it, except link-local ones, which share ``fe80::/64`` on every link
+    and so count by their own address and scope.  Local (Unix-socket) peers
+    are one group.  The address is the
     connection's peer: the one place to change when a trusted proxy is to
     name the real client.
     """
@@ -109,6 +111,8 @@ def client_group(address: object) -> str:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
+        if ip.is_link_local:
+            return str(address[0])
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
 

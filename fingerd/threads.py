@@ -43,7 +43,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from fingerd.listen import EarlyBindMixIn, client_group, peer_text
@@ -55,6 +55,8 @@ DONT_WAIT = getattr(socket, "MSG_DONTWAIT", 0)
 REPLY_RESERVE = 0.5
 """Seconds before the stop deadline at which work still waiting is cut, so its client can still be answered."""
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+Work = Callable[[object, object], None]
+"""What a connection's thread runs: ``work(request, client_address)``."""
 
 
 def join_all(threads: Iterable[threading.Thread], deadline: float) -> list[threading.Thread]:
@@ -153,7 +155,9 @@ class AddressCounts:
 class _Active:
     sock: socket.socket
     expires: float
-    group: str
+    group: str | None
+    permits: threading.BoundedSemaphore
+    """What the thread holds and gives back when it ends: a slot, or a permit of its own kind."""
 
 
 class BoundedThreadsMixIn(EarlyBindMixIn):
@@ -235,29 +239,52 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
             return
         self.start_thread(request, client_address)
 
-    def start_thread(self, request: object, client_address: object) -> None:
+    def start_thread(self, request: object, client_address: object, counted: bool = True) -> None:
         """Serve ``request`` in a thread of its own; the caller has taken a slot for it.
 
         A client that already holds `max_per_address` connections is turned
-        away instead, and the slot given back.
+        away instead, and the slot given back; ``counted=False`` serves it
+        regardless (a reply already begun must be finished).
         """
-        group = client_group(client_address)
-        if not self.per_address.take(group):
+        group = client_group(client_address) if counted else None
+        if group is not None and not self.per_address.take(group):
             self.slots.release()
             self.turn_away(request, client_address)
             return
-        thread = threading.Thread(target=self._run, args=(request, client_address), daemon=True)
+        self._launch(self.handle_connection, request, client_address, self.lifetime, group, self.slots)
+
+    def start_short_thread(
+        self, work: Work, request: object, client_address: object, lifetime: float, permits: threading.BoundedSemaphore
+    ) -> None:
+        """Run ``work`` in a thread that holds one of ``permits`` (taken by the caller) instead of a slot.
+
+        It is reaped at ``lifetime``, cut and joined at stop, like a
+        connection thread.
+        """
+        self._launch(work, request, client_address, lifetime, None, permits)
+
+    def _launch(
+        self,
+        work: Work,
+        request: object,
+        client_address: object,
+        lifetime: float,
+        group: str | None,
+        permits: threading.BoundedSemaphore,
+    ) -> None:
+        thread = threading.Thread(target=self._run, args=(work, request, client_address), daemon=True)
         thread.name = f"{self.name}-{next(self._numbers)}"
         with self._active_lock:
-            self._active[thread] = _Active(self.socket_of(request), time.monotonic() + self.lifetime, group)
+            self._active[thread] = _Active(self.socket_of(request), time.monotonic() + lifetime, group, permits)
         try:
             thread.start()
         except RuntimeError:
             log.error("%s: cannot start a thread for %s", self.name, peer_text(client_address))
             with self._active_lock:
                 self._active.pop(thread, None)
-            self.per_address.give_back(group)
-            self.slots.release()
+            if group is not None:
+                self.per_address.give_back(group)
+            permits.release()
             self.shutdown_request(request)  # type: ignore[attr-defined]
 
     def socket_of(self, request: object) -> socket.socket:
@@ -271,17 +298,18 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
             if active is not None:
                 active.sock = sock
 
-    def _run(self, request: object, client_address: object) -> None:
+    def _run(self, work: Work, request: object, client_address: object) -> None:
         try:
-            self.handle_connection(request, client_address)
+            work(request, client_address)
         except Exception:
             log.exception("error answering %s", peer_text(client_address))
         finally:
             with self._active_lock:
                 active = self._active.pop(threading.current_thread(), None)
             if active is not None:
-                self.per_address.give_back(active.group)
-            self.slots.release()
+                if active.group is not None:
+                    self.per_address.give_back(active.group)
+                active.permits.release()
 
     def handle_connection(self, request: object, client_address: object) -> None:
         """Serve one connection in its own thread, then close it."""
@@ -319,7 +347,7 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
                 self._out_of_descriptors(error)
             raise
         if not self.reserve.held():
-            self.turn_away(request, client_address)
+            self.turn_away_now(request, client_address)
             raise BlockingIOError(errno.EAGAIN, "told busy: no descriptor to spare")
         return request, client_address
 
@@ -341,13 +369,21 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
                 except OSError:
                     pass
                 else:
-                    self.turn_away(request, client_address)
+                    self.turn_away_now(request, client_address)
                     return
         time.sleep(self.accept_error_pause)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A bug met while accepting: log it with its traceback (`socketserver` would print it to stderr)."""
         log.exception("error with a connection from %s", peer_text(client_address))
+
+    def turn_away_now(self, request: object, client_address: object) -> None:
+        """Out of descriptors: turn away without holding this one a moment longer (override if that differs)."""
+        self.turn_away(request, client_address)
+
+    def descriptors_needed(self) -> int:
+        """Descriptors this service may hold at once, for sizing the open-file limit."""
+        return self.max_connections
 
     def log_busy(self, client_address: object) -> None:
         log.info("%s - busy", peer_text(client_address))

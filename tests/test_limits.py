@@ -76,6 +76,8 @@ def test_one_address_gets_32_finger_connections_and_others_are_answered(start_da
     finally:
         for sock in held:
             sock.close()
+    daemon.wait_for_log("127.0.0.2 - busy")
+    time.sleep(0.1)
     assert daemon.log().count("127.0.0.2 - busy") == 8
 
 
@@ -182,3 +184,26 @@ def test_a_descriptor_limit_below_the_caps_refuses_to_start(tmp_path, ports):
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "--max-connections" in last and "open file limit (200)" in last and "512 finger" in last, last
+
+
+def test_an_https_client_told_busy_that_never_shakes_hands_is_cut_at_2_s(start_daemon, ports, certificate):
+    """The busy reply over TLS has its own short thread, reaped like any connection: a stall holds it 2 s at most."""
+    cert, key = certificate
+    https_port = ports.take()
+    daemon = start_daemon(STATUS, timeout=20, https_port=https_port, tls_cert=str(cert), tls_key=str(key))
+    pid = daemon.process.pid
+    held = hold(https_port, b"", count=32)
+    try:
+        time.sleep(0.3)
+        baseline = len(os.listdir(f"/proc/{pid}/task"))
+        with connect_from("127.0.0.2", https_port) as staller:
+            time.sleep(0.3)
+            assert len(os.listdir(f"/proc/{pid}/task")) == baseline + 1
+            deadline = time.monotonic() + 3.5
+            while len(os.listdir(f"/proc/{pid}/task")) > baseline:
+                assert time.monotonic() < deadline, "the busy thread outlived its 2 s"
+                time.sleep(0.05)
+            assert read_all(staller) == b""
+    finally:
+        for sock in held:
+            sock.close()

@@ -273,7 +273,7 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         except BaseException:
             self._close(exchange)
             raise
-        self.start_thread(exchange, client_address)
+        self.start_thread(exchange, client_address, counted=not exchange.unsent)
 
     def socket_of(self, request: object) -> socket.socket:
         return request.sock if isinstance(request, Exchange) else request  # type: ignore[return-value]

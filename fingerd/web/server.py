@@ -35,7 +35,7 @@ import threading
 from dataclasses import dataclass
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
-from fingerd.threads import BoundedThreadsMixIn, join_all
+from fingerd.threads import BoundedThreadsMixIn
 from fingerd.sources.directory import Directory
 from fingerd.web.api import make_dispatcher
 from fingerd.web.handler import WebHandler, busy_response
@@ -82,17 +82,9 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self.rpc = make_dispatcher(directory)
         self.name = "https" if tls else "web"
         self._busy_slots = threading.BoundedSemaphore(self.busy_threads)
-        self._busy_lock = threading.Lock()
-        self._busy: set[threading.Thread] = set()
         self.max_per_address = settings.max_per_address
         self.init_threads(lifetime=2 * settings.timeout)
         super().__init__((address.host, address.port), WebHandler, bind_and_activate=False)
-
-    def stop(self, deadline: float) -> None:
-        super().stop(deadline)
-        with self._busy_lock:
-            busy = list(self._busy)
-        join_all(busy, deadline)
 
     def turn_away(self, request: object, client_address: object) -> None:
         """Over TLS the busy reply needs a handshake first: a short thread of its own does it, a few at most."""
@@ -103,25 +95,33 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         if not self._busy_slots.acquire(blocking=False):
             self.shutdown_request(request)
             return
-        thread = threading.Thread(target=self._tell_busy, args=(request,), name=f"{self.name}-busy", daemon=True)
-        with self._busy_lock:
-            self._busy.add(thread)
-        thread.start()
+        self.start_short_thread(self._tell_busy, request, client_address, self.busy_timeout, self._busy_slots)
 
-    def _tell_busy(self, request: socket.socket) -> None:
+    def turn_away_now(self, request: object, client_address: object) -> None:
+        """Out of descriptors, a TLS busy reply would hold the reserve descriptor for a handshake: just close."""
+        if self.tls is None:
+            super().turn_away_now(request, client_address)
+            return
+        self.log_busy(client_address)
+        self.shutdown_request(request)
+
+    def descriptors_needed(self) -> int:
+        return self.max_connections + (self.busy_threads if self.tls is not None else 0)
+
+    def _tell_busy(self, request: socket.socket, client_address: object) -> None:
+        """Handshake, read the request, answer 503; the whole within `busy_timeout` (the reaper sees to it)."""
         connection: socket.socket = request
         try:
             request.settimeout(self.busy_timeout)
-            connection = self.tls.wrap_socket(request, server_side=True)  # type: ignore[union-attr]
+            connection = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)  # type: ignore[union-attr]
+            self.track(connection)
+            connection.do_handshake()
             connection.recv(4096)
             connection.sendall(self.busy_reply or b"")
         except (OSError, ssl.SSLError) as error:
-            log.debug("https busy reply: %s", error)
+            log.debug("%s: busy reply: %s", peer_text(client_address), error)
         finally:
             self.shutdown_request(connection)
-            with self._busy_lock:
-                self._busy.discard(threading.current_thread())
-            self._busy_slots.release()
 
     def handle_connection(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         connection: socket.socket = request
