@@ -57,3 +57,19 @@ def test_each_excerpt_is_in_its_file(line, path, block):
     source = (ROOT / path).read_text().splitlines()
     for run in runs(block):
         assert contains(source, run), f"docs/from-twisted.md line {line}: not in {path}: {run[0]!r}..."
+
+
+CITED_TEST = re.compile(r"tests/(?P<file>[\w/]+\.py)::(?P<name>\w+)")
+
+
+def test_every_test_the_attack_surface_cites_exists():
+    """Each protection in docs/attack-surface.md names the test that shows it; the name must be real."""
+    text = (ROOT / "docs" / "attack-surface.md").read_text()
+    cited = {(match["file"], match["name"]) for match in CITED_TEST.finditer(text)}
+    assert len(cited) > 50
+    missing = [
+        f"tests/{file}::{name}"
+        for file, name in sorted(cited)
+        if not re.search(rf"^def {name}\(", (ROOT / "tests" / file).read_text(), re.M)
+    ]
+    assert not missing, missing
