@@ -8,12 +8,15 @@ a pseudo-terminal, since without one ``fingerd edit`` asks nothing.
 
 from __future__ import annotations
 
+import fcntl
+import io
 import os
 import pty
 import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ENTRY, ROOT, read_all
+from fingerd.users.edit import EditSession
 
 STATUS = "# the board\nalice: hi\n\n# bob below\nbob: out\n  to lunch\n"
 
@@ -196,14 +200,20 @@ def test_on_a_terminal_the_copy_can_be_edited_again_to_merge(daemon, tmp_path):
 
 
 def test_a_setter_waits_while_the_editor_is_open_and_both_changes_land(daemon, tmp_path):
+    """The editor writes when it started and when it was done (the monotonic clock is the system's)."""
+    started, done = tmp_path / "editor-started", tmp_path / "editor-done"
     editor = editor_script(
         tmp_path,
-        "import time\ntime.sleep(1.0)\npath.write_text(path.read_text().replace('alice: hi', 'alice: edited'))\n",
+        f"import time\nPath({str(started)!r}).write_text('')\ntime.sleep(1.0)\n"
+        "path.write_text(path.read_text().replace('alice: hi', 'alice: edited'))\n"
+        f"Path({str(done)!r}).write_text(repr(time.monotonic()))\n",
     )
     replies: list[tuple[bytes, float]] = []
 
     def set_status() -> None:
-        time.sleep(0.4)
+        deadline = time.monotonic() + 20
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(20)
             sock.connect(daemon.setter_socket)
@@ -214,13 +224,148 @@ def test_a_setter_waits_while_the_editor_is_open_and_both_changes_land(daemon, t
     setter = threading.Thread(target=set_status)
     setter.start()
     result = edit(daemon, editor=editor)
-    finished = time.monotonic()
     setter.join()
     assert result.returncode == 0, result.stderr
     [(reply, answered)] = replies
-    assert reply.startswith(b"OK") and answered >= finished - 0.2
+    editor_finished = float(done.read_text())
+    assert reply.startswith(b"OK") and answered > editor_finished, "the setter did not wait for the editor"
     text = daemon.status_file.read_text()
     assert "alice: edited\n" in text and "dave: meanwhile\n" in text
+
+
+def leases_refused(directory: Path) -> str | None:
+    """Why the kernel gives no read lease on a file in ``directory``, or None when it does."""
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return "this platform has no F_SETLEASE"
+    probe = directory / "lease-probe"
+    probe.write_bytes(b"")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError as error:
+        return f"the filesystem of {directory} refuses read leases ({error.strerror})"
+    finally:
+        os.close(fd)
+        probe.unlink()
+    return None
+
+
+@pytest.fixture(scope="module")
+def lease_refusal(tmp_path_factory: pytest.TempPathFactory) -> str | None:
+    """Probed once, on the filesystem the tests' files are on."""
+    return leases_refused(tmp_path_factory.mktemp("lease-probe"))
+
+
+HOLDER = """
+import os, sys, time
+status, ready, theirs = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+fd = os.open(status, os.O_WRONLY)
+before = os.fstat(fd).st_ino
+open(ready, "w").close()
+deadline = time.monotonic() + 30
+while os.stat(status).st_ino == before and time.monotonic() < deadline:
+    time.sleep(0.001)
+os.ftruncate(fd, 0)
+os.pwrite(fd, theirs, 0)
+os.close(fd)
+"""
+THEIRS = "# the board, rewritten in place\nalice: away\n"
+
+
+def editor_with_a_rewrite_in_place(directory: Path, status_file: Path) -> str:
+    """An editor during whose run a program opens the status file, and rewrites it in place once it is replaced."""
+    ready = directory / "holder-ready"
+    return editor_script(
+        directory,
+        "import subprocess, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {HOLDER!r}, {str(status_file)!r}, {str(ready)!r}, {THEIRS!r}])\n"
+        f"while not Path({str(ready)!r}).exists():\n"
+        "    time.sleep(0.01)\n"
+        "path.write_text(path.read_text().replace('alice: hi', 'alice: from the editor'))\n",
+    )
+
+
+def test_a_save_in_place_found_after_the_install_is_put_back_and_the_copy_kept(
+    tmp_path, monkeypatch, capsys, lease_refusal
+):
+    """The save lands in the replaced file, after the rename: theirs is put back, and the exit status says so.
+
+    The writer sees the open descriptor (with a lease) and waits for it to
+    close, before the rename and after it; the wait is long here, so the
+    save lands while the writer still looks at the replaced file.
+    """
+    if lease_refusal:
+        pytest.skip(f"needs kernel leases: {lease_refusal}")
+    status_file = tmp_path / "status"
+    status_file.write_text(STATUS)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    errors = io.StringIO()
+    editor = editor_with_a_rewrite_in_place(tmp_path, status_file)
+    session = EditSession(str(status_file), False, io.StringIO(), errors, {"EDITOR": editor})
+    session.writer.writer_wait = 2.0
+    session.writer.patience = 30.0
+    assert session.run() == 1, errors.getvalue()
+    said = errors.getvalue()
+    assert status_file.read_text() == THEIRS, said
+    assert "saved by someone else" in said and "+alice: away" in said
+    assert "their save is put back" in said and "nothing installed" not in said
+    assert "alice: from the editor" in kept_copy(said).read_text()
+    assert "installed" not in capsys.readouterr().out
+
+
+def edit_file(status_file: Path, editor: str, scratch: Path) -> subprocess.CompletedProcess:
+    """Run ``fingerd edit --status-file``, without a terminal and without a daemon."""
+    environment = {key: value for key, value in os.environ.items() if key not in ("VISUAL", "EDITOR")}
+    environment.update(EDITOR=editor, TMPDIR=str(scratch))
+    command = [sys.executable, str(ENTRY), "edit", "--status-file", str(status_file)]
+    return subprocess.run(command, check=False, cwd=ROOT, env=environment, capture_output=True, timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is root's")
+@pytest.mark.parametrize("kind", ["symbolic link", "named pipe"])
+def test_as_root_a_status_file_that_is_a_link_or_not_a_file_is_refused(tmp_path, kind):
+    outside = tmp_path / "etc-sudoers"
+    outside.write_text("root ALL=(ALL) ALL\n")
+    directory = tmp_path / "daemons-directory"
+    directory.mkdir()
+    status_file = directory / "status"
+    if kind == "symbolic link":
+        status_file.symlink_to(outside)
+    else:
+        os.mkfifo(status_file)
+    result = edit_file(status_file, "sed -i s/root/mallory/", tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.decode().splitlines()
+    assert line == f"fingerd edit: {status_file} is {'a symbolic link' if kind == 'symbolic link' else 'not'}" + (
+        "; as root, fingerd edit does not follow it"
+        if kind == "symbolic link"
+        else " a regular file; as root, fingerd edit edits only a regular file"
+    )
+    assert outside.read_text() == "root ALL=(ALL) ALL\n"
+    assert not list(tmp_path.glob("fingerd-edit.*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is root's")
+def test_as_root_a_link_swapped_in_while_the_editor_is_open_is_not_followed(tmp_path):
+    """The link's target holds the very bytes the editor was given, so only not following it keeps it safe."""
+    outside = tmp_path / "etc-sudoers"
+    outside.write_text("alice: hi\n")
+    directory = tmp_path / "daemons-directory"
+    directory.mkdir()
+    status_file = directory / "status"
+    status_file.write_text("alice: hi\n")
+    editor = editor_script(
+        tmp_path,
+        f"import os\nos.unlink({str(status_file)!r})\nos.symlink({str(outside)!r}, {str(status_file)!r})\n"
+        "path.write_text('alice: edited\\n')\n",
+    )
+    result = edit_file(status_file, editor, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"{status_file} is a symbolic link; it is not followed".encode() in result.stderr
+    assert outside.read_text() == "alice: hi\n"
+    assert status_file.is_symlink()
+    assert kept_copy(result.stderr).read_text() == "alice: edited\n"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's file needs root")

@@ -5,7 +5,9 @@ with ``O_APPEND``, write, close, no lock) every 10 ms, while this test
 stores a status through the setter socket every 5 ms, for 4 seconds.  Every
 line the appender wrote and every update the daemon acknowledged must be in
 the file afterwards, once.  Each update names its own user, so a lost
-update cannot hide behind a later one.
+update cannot hide behind a later one.  How many there are depends on the
+machine's speed; what is required is that none is lost, and that there
+were enough updates (`MIN_UPDATES`) for the race to have been run at all.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ DURATION = 4.0
 APPEND_EVERY = 0.010
 SET_EVERY = 0.005
 RUNS = 5
+MIN_UPDATES = 20
 
 APPENDER = """
 import os, sys, time
@@ -77,14 +80,15 @@ def test_appends_by_hand_and_setter_updates_all_survive(start_daemon, tmp_path, 
     lost_appends = [n for n in range(appended) if f"hand{n}: appended line {n}" not in lines]
     lost_updates = [n for n in acknowledged if f"set{n}: update {n}" not in lines]
     doubled = [line for line, count in lines.items() if count > 1 and line]
-    print(
+    counts = (
         f"run {run}: {appended} lines appended, {len(lost_appends)} lost; "
         f"{len(acknowledged)} updates acknowledged, {len(lost_updates)} lost, {len(refused)} refused"
     )
-    assert appended > DURATION / APPEND_EVERY / 3 and len(acknowledged) > DURATION / SET_EVERY / 6
-    assert not refused, [daemon.log()[-2000:]]
-    assert not lost_appends and not lost_updates
-    assert not doubled
+    print(counts)
+    assert appended > 0 and len(acknowledged) >= MIN_UPDATES, counts
+    assert not refused, [counts, daemon.log()[-2000:]]
+    assert not lost_appends and not lost_updates, [counts, lost_appends[:20], lost_updates[:20]]
+    assert not doubled, [counts, doubled[:20]]
     last = acknowledged[-1]
     daemon.wait_for_reply(f"set{last}\r\n".encode(), f"update {last}\r\n".encode())
     daemon.wait_for_reply(f"hand{appended - 1}\r\n".encode(), f"appended line {appended - 1}\r\n".encode())

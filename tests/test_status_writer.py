@@ -5,20 +5,28 @@ a descriptor opened before the rename is still open (an appender between
 its open and its write), or between the read and the rename (through the
 one step the writer takes there, `_install`).  Every save must end up in
 the file, and so must the change.
+
+The cases that need the kernel to say who has the file open for writing
+(a read lease) are skipped where the filesystem of the test directory
+refuses leases: there only the timing is left, and these cases are exactly
+the ones it cannot catch.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from fingerd.users.statusfile import replace_entry
-from fingerd.users.writer import StatusFileWriter
+from fingerd.users.writer import SaveNotCarried, StatusFileWriter
 
 STATUS = b"# board\nalice: hi\nbob: out\n"
 
@@ -28,6 +36,37 @@ def status(tmp_path: Path) -> Path:
     path = tmp_path / "status"
     path.write_bytes(STATUS)
     return path
+
+
+def leases_refused(directory: Path) -> str | None:
+    """Why the kernel gives no read lease on a file in ``directory``, or None when it does."""
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return "this platform has no F_SETLEASE"
+    probe = directory / "lease-probe"
+    probe.write_bytes(b"")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError as error:
+        return f"the filesystem of {directory} refuses read leases ({error.strerror})"
+    finally:
+        os.close(fd)
+        probe.unlink()
+    return None
+
+
+@pytest.fixture(scope="session")
+def lease_refusal(tmp_path_factory: pytest.TempPathFactory) -> str | None:
+    """Probed once, on the filesystem the tests' files are on."""
+    return leases_refused(tmp_path_factory.mktemp("lease-probe"))
+
+
+@pytest.fixture
+def leases(lease_refusal: str | None) -> None:
+    """Skip a case that needs the kernel to tell open writers."""
+    if lease_refusal:
+        pytest.skip(f"needs kernel leases: {lease_refusal}")
 
 
 def in_thread(function) -> tuple[threading.Thread, list]:
@@ -45,7 +84,7 @@ def wait_for_rename(path: Path, fd: int, limit: float = 5.0) -> None:
         time.sleep(0.001)
 
 
-def test_a_line_written_to_the_old_file_after_the_rename_is_carried_over(status):
+def test_a_line_written_to_the_old_file_after_the_rename_is_carried_over(status, leases):
     """``cmd >> status``: the shell opened the file before the rename; cmd writes after it."""
     appender = os.open(status, os.O_WRONLY | os.O_APPEND)
     writer = StatusFileWriter(str(status))
@@ -59,7 +98,7 @@ def test_a_line_written_to_the_old_file_after_the_rename_is_carried_over(status)
     assert status.read_bytes() == STATUS + b"carol: set\ndave: appended late\n"
 
 
-def test_a_rewrite_of_the_old_file_after_the_rename_becomes_the_base(status):
+def test_a_rewrite_of_the_old_file_after_the_rename_becomes_the_base(status, leases):
     """A program that opened the file before the rename rewrites it in place after."""
     rewriter = os.open(status, os.O_WRONLY)
     writer = StatusFileWriter(str(status))
@@ -73,7 +112,41 @@ def test_a_rewrite_of_the_old_file_after_the_rename_becomes_the_base(status):
     assert status.read_bytes() == b"# BOARD\nalice: HI\nbob: out\ncarol: set\n"
 
 
-def test_a_line_appended_before_the_rename_is_kept(status):
+def test_a_change_that_refuses_a_save_found_after_the_rename_says_it_was_installed(status, leases):
+    """Told apart from a refusal before the rename: the new file is in place, and the other save can be put back."""
+    rewriter = os.open(status, os.O_WRONLY)
+    writer = StatusFileWriter(str(status))
+    writer.writer_wait = 2.0
+    ours = b"# ours\n"
+
+    def only_over_the_original(current: bytes) -> bytes:
+        if current not in (STATUS, ours):
+            raise ValueError("changed")
+        return ours
+
+    thread, outcome = in_thread(lambda: _outcome(lambda: writer.apply(only_over_the_original)))
+    wait_for_rename(status, rewriter)
+    os.ftruncate(rewriter, 0)
+    os.pwrite(rewriter, b"# theirs\nalice: HI\n", 0)
+    os.close(rewriter)
+    thread.join(10)
+    [late] = outcome
+    assert isinstance(late, SaveNotCarried) and isinstance(late.__cause__, ValueError)
+    assert (late.saved, late.installed) == (b"# theirs\nalice: HI\n", ours)
+    assert status.read_bytes() == ours
+    assert writer.apply(late.put_back)
+    assert status.read_bytes() == b"# theirs\nalice: HI\n"
+
+
+def _outcome(function):
+    """What ``function`` returns, or the exception (of those a change may end in) it raises."""
+    try:
+        return function()
+    except (SaveNotCarried, ValueError, OSError) as error:
+        return error
+
+
+def test_a_line_appended_before_the_rename_is_kept(status, leases):
     """The appender is between open and write when the writer looks: it waits, then reads again."""
     appender = os.open(status, os.O_WRONLY | os.O_APPEND)
     writer = StatusFileWriter(str(status))
@@ -129,14 +202,69 @@ def test_a_same_size_rewrite_in_the_same_clock_tick_is_seen_by_its_bytes(status)
 
 
 def test_a_writer_that_keeps_the_file_open_costs_a_bounded_wait(status):
+    """The holder closes only after the change: a wait for it that had no bound would never end."""
     holder = os.open(status, os.O_WRONLY | os.O_APPEND)
     try:
         writer = StatusFileWriter(str(status))
+        writer.patience = 1.0
         started = time.monotonic()
         assert writer.write("carol", ("set",))
-        assert time.monotonic() - started < writer.patience + 0.5
+        elapsed = time.monotonic() - started
     finally:
         os.close(holder)
+    assert elapsed < writer.patience + 10, f"waited {elapsed:.1f} s for a writer that never closed"
+    assert status.read_bytes() == replace_entry(STATUS, "carol", ("set",))
+
+
+LEASE_BREAK = """
+import fcntl, os, subprocess, sys, time, types
+from fingerd.users import writer
+
+path = sys.argv[1]
+real = fcntl.fcntl
+breaks = []
+
+
+def open_for_writing_while_leased(fd, command, argument=0):
+    \"\"\"The writer's own fcntl, but the first lease it takes is broken by a writer before it is dropped.\"\"\"
+    result = real(fd, command, argument)
+    if command == fcntl.F_SETLEASE and argument == fcntl.F_RDLCK and not breaks:
+        opener = "import os, sys; os.close(os.open(sys.argv[1], os.O_WRONLY))"
+        breaks.append(subprocess.Popen([sys.executable, "-c", opener, path]))
+        deadline = time.monotonic() + 20
+        while real(fd, fcntl.F_GETLEASE) != fcntl.F_UNLCK:
+            assert time.monotonic() < deadline, "the lease was never broken"
+            time.sleep(0.001)
+        time.sleep(0.2)
+    return result
+
+
+writer.fcntl = types.SimpleNamespace(**{**vars(fcntl), "fcntl": open_for_writing_while_leased})
+changed = writer.StatusFileWriter(path).write("carol", ("set",))
+assert breaks and breaks[0].wait(20) == 0
+print("survived", changed)
+"""
+
+
+def test_a_broken_lease_neither_kills_nor_disturbs_the_writer(status, leases):
+    """A writer opens the file while the lease is held: the kernel signals the holder, which lives on.
+
+    The kernel's signal for a broken lease is SIGIO unless F_SETSIG says
+    otherwise, and SIGIO's default action ends the process: run in a
+    child, so that would fail this test instead of ending pytest.  The
+    lease is broken once the kernel says so (F_GETLEASE turns F_UNLCK when
+    the break has been signalled), so nothing here depends on timing.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", LEASE_BREAK, str(status)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"exit status {result.returncode}: {result.stderr}"
+    assert result.stdout.strip() == "survived True"
     assert status.read_bytes() == replace_entry(STATUS, "carol", ("set",))
 
 

@@ -11,11 +11,22 @@ the status file, lines appended by hand meanwhile carried over.
 Nobody else's save is overwritten silently: if the file changed while the
 editor was open (someone saved it without the lock), the change is shown
 and the user chooses; without a terminal to ask on, nothing is installed.
-A copy that is not installed is kept, and its path printed, so no work is
-lost.
+A save that lands in the replaced file just after the rename (a program
+that had the file open, rewriting it in place) is found only once the
+user's copy is in place: there is nobody left to ask in time, so their save
+is put back, as if it had come just after the install, and the user's copy
+kept.  A copy that is not installed is kept, and its path printed, so no
+work is lost.
+
+Run as root, it refuses a status file that is a symbolic link or not a
+regular file, and reads and renames over the path itself without following
+links: whoever may write the status directory (the daemon's user) could
+otherwise point it at ``/etc/sudoers`` and have root install the edit there.
 
 Standard library only, like ``fingerd set``.  Exit status: 0 installed (or
-nothing to install), 1 not installed, 2 bad usage.
+nothing to install), 1 not installed, or someone else's save got in the
+way of the install (what became of both is printed), 2 bad usage or a
+status file root must not edit.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,7 +47,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fingerd.users.statusfile import parse_status_file
-from fingerd.users.writer import Change, StatusFileWriter
+from fingerd.users.writer import Change, SaveNotCarried, StatusFileWriter
 
 DEFAULT_CONFIG = "/etc/fingerd.conf"
 DEFAULT_STATUS_FILE = "/var/lib/fingerd/status"
@@ -156,14 +168,32 @@ def install_over(base: bytes, edited: bytes) -> Change:
     return install
 
 
-def differences(before: bytes, after: bytes) -> list[str]:
-    """A unified diff, cut at `MAX_DIFF_LINES`."""
+def refuse_for_root(path: str) -> None:
+    """Raise UsageError if ``path`` is a symbolic link or not a regular file (a missing one is fine).
+
+    Root must not follow a link that the owner of the directory may have
+    planted, nor open a FIFO or a device in the status file's place.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UsageError(f"cannot use {path} as the status file: {error.strerror or error}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise UsageError(f"{path} is a symbolic link; as root, fingerd edit does not follow it")
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path} is not a regular file; as root, fingerd edit edits only a regular file")
+
+
+def differences(before: bytes, after: bytes, now: str = "now") -> list[str]:
+    """A unified diff, cut at `MAX_DIFF_LINES`; ``now`` names the newer side."""
     lines = list(
         difflib.unified_diff(
             before.decode("utf-8", "replace").split("\n"),
             after.decode("utf-8", "replace").split("\n"),
             "as given to the editor",
-            "now",
+            now,
             lineterm="",
         )
     )
@@ -176,15 +206,20 @@ class EditSession:
     """One run of ``fingerd edit``: lock, copy, edit, check, install."""
 
     def __init__(self, path: str, force: bool, stdin: TextIO, stderr: TextIO, environ: Mapping[str, str]) -> None:
+        """Raises UsageError for a bad editor command, or, as root, a status file that is a link or not a file."""
         self.path = os.path.abspath(path)
         self.force = force
         self.stdin = stdin
         self.stderr = stderr
         self.editor = editor_command(environ)
-        self.writer = StatusFileWriter(self.path, lock_owners=self._lock_owners())
+        as_root = os.geteuid() == 0
+        if as_root:
+            refuse_for_root(self.path)
+        self.writer = StatusFileWriter(self.path, lock_owners=self._lock_owners(), follow_links=not as_root)
         self.scratch = Path(tempfile.mkdtemp(prefix="fingerd-edit."))
         self.copy = self.scratch / os.path.basename(self.path)
         self.original: bytes | None = None
+        self.copy_reported = False
 
     def run(self) -> int:
         """Edit until installed or given up; the exit status."""
@@ -198,7 +233,8 @@ class EditSession:
         if installed or not self._copy_is_new_work():
             shutil.rmtree(self.scratch, ignore_errors=True)
             return 0 if installed else NOT_INSTALLED
-        self.say(f"nothing installed; your copy is kept in {self.copy}")
+        if not self.copy_reported:
+            self.say(f"nothing installed; your copy is kept in {self.copy}")
         return NOT_INSTALLED
 
     def _edit(self, base: bytes) -> bool:
@@ -231,6 +267,9 @@ class EditSession:
         while True:
             try:
                 self.writer.apply(install_over(base, edited))
+            except SaveNotCarried as late:
+                self._put_back(base, late)
+                return False
             except Changed as changed:
                 self.say(f"{self.path} changed while you were editing (saved by someone who did not take the lock):")
                 for line in differences(base, changed.found):
@@ -244,6 +283,38 @@ class EditSession:
                 continue
             print(f"installed {self.path}")
             return True
+
+    def _put_back(self, base: bytes, late: SaveNotCarried) -> None:
+        """Someone's save landed in the file just replaced: put it back, keep the user's copy, and say so.
+
+        Their save came last, and only now, after the rename, is it seen:
+        the user can no longer be asked before it is overwritten, so it
+        wins, as it would have had it come a moment after the install.
+        """
+        self.copy_reported = True
+        self.say(f"{self.path} was saved by someone else (in place, without the lock) as your copy was installed:")
+        for line in differences(base, late.saved, "their save"):
+            self.say(f"  {line}")
+        try:
+            self.writer.apply(late.put_back)
+            now = self.writer.read()
+        except OSError as error:
+            theirs = self._keep_theirs(late.saved)
+            self.say(f"your copy is installed; their save could not be put back ({error.strerror or error})")
+            self.say(f"their save was not merged; it is kept in {theirs}")
+            return
+        if now.startswith(late.saved):
+            self.say(f"their save is put back, so your copy is not installed; your copy is kept in {self.copy}")
+            return
+        theirs = self._keep_theirs(late.saved)
+        self.say(f"{self.path} was saved again since, and is left as it is; their first save is kept in {theirs}")
+        self.say(f"your copy is not installed; your copy is kept in {self.copy}")
+
+    def _keep_theirs(self, saved: bytes) -> Path:
+        """Write someone else's save beside the user's copy; its path."""
+        theirs = self.scratch / f"{self.copy.name}.their-save"
+        theirs.write_bytes(saved)
+        return theirs
 
     def _copy_is_new_work(self) -> bool:
         """Does the copy hold edits that are not in the status file?"""

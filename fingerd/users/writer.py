@@ -28,6 +28,18 @@ exists, and is dropped again at once.  Where the kernel refuses leases (a
 file owned by another user, a filesystem without them) only the timing is
 left.  What can still be lost is said in README, "Setting your own status".
 
+A save by hand found in the replaced file is carried into the new one by
+calling the change again on it.  If the change refuses (``fingerd edit``
+installs a file only over the one its user edited), the new file is already
+in place: that is `SaveNotCarried`, not the change's own exception, so the
+caller knows the file was replaced and what the other save held.
+
+The daemon follows a symbolic link at the status file's path, as its
+watcher does.  ``fingerd edit`` run as root must not (whoever can write
+the directory could point the link at ``/etc/sudoers``), so a writer made
+with ``follow_links=False`` opens the file with ``O_NOFOLLOW`` and checks
+and renames over the path itself, never a link's target.
+
 The lock file must be a regular file owned by the user making the change
 (or by one of ``lock_owners``): anyone who can create files in the
 directory could otherwise plant one, hold a lock on it, and block every
@@ -84,6 +96,33 @@ class _Replaced:
             self.snapshot.close()
 
 
+class SaveNotCarried(Exception):
+    """The change was installed, then a save by hand was found in the file it replaced, and the change refused it.
+
+    ``saved`` is what that save left in the replaced file, ``installed``
+    what the change wrote; the new file (``installed``, plus whatever was
+    appended to it since) is in place.  `put_back` is the change that puts
+    the other save back instead.  The change's own exception is the cause.
+    """
+
+    def __init__(self, saved: bytes, installed: bytes) -> None:
+        super().__init__("a save by hand landed in the replaced status file and was not carried over")
+        self.saved = saved
+        self.installed = installed
+
+    def put_back(self, current: bytes) -> bytes:
+        """``current`` with the other save in place of the installed bytes it starts with.
+
+        Anything appended to the new file since is kept after it.  A file
+        that no longer starts with the installed bytes was saved again by
+        someone: that newer save is left alone.
+        """
+        if not current.startswith(self.installed):
+            return current
+        appended = current[len(self.installed) :]
+        return _append(self.saved, appended) if appended else self.saved
+
+
 class StatusFileWriter:
     """Applies changes to the status file: set and clear requests, whole new files.
 
@@ -102,18 +141,20 @@ class StatusFileWriter:
     settle = 0.002
     writer_wait = 0.5
     patience = 2.0
-    poll = 0.001
+    poll = 0.01
     recent_ns = 1_000_000_000
 
-    def __init__(self, path: str, lock_owners: Collection[int] | None = None) -> None:
+    def __init__(self, path: str, lock_owners: Collection[int] | None = None, follow_links: bool = True) -> None:
         """``lock_owners``: the uids a lock file may belong to; None means the caller's own, when it locks.
 
         The daemon builds its writer before dropping privileges, so the uid
-        is looked up at each lock, not here.
+        is looked up at each lock, not here.  With ``follow_links`` False a
+        symbolic link at ``path`` is an error (ELOOP), never followed.
         """
         self.path = os.path.abspath(path)
         self.lock_path = self.path + ".lock"
         self.lock_owners = lock_owners
+        self.follow_links = follow_links
 
     def write(self, name: str, status: Sequence[str] | None) -> bool:
         """Set (or, with None, remove) ``name``'s entry; False if nothing changed.
@@ -136,7 +177,7 @@ class StatusFileWriter:
 
     def read(self) -> bytes:
         """The file's bytes now, b'' when it does not exist."""
-        snapshot = self._open(os.path.realpath(self.path))
+        snapshot = self._open(self._target())
         if snapshot is None:
             return b""
         snapshot.close()
@@ -147,12 +188,14 @@ class StatusFileWriter:
 
         ``change`` is called again on newer bytes whenever a save by hand got
         in between, so it must depend on its argument only; it may raise to
-        give up.  Raises OSError when the file cannot be read or replaced;
-        the file is then unchanged.  Once the change is in, failing to carry
-        a save by hand into it is logged, not raised, except that an
-        exception from ``change`` itself (called on that save) is passed on.
+        give up: raised before the rename, it reaches the caller as it is,
+        and the file is unchanged.  Raises OSError when the file cannot be
+        read or replaced; the file is then unchanged.  Once the change is
+        in, failing to carry a save by hand into it is logged, not raised,
+        except that ``change`` refusing that save raises `SaveNotCarried`
+        (the new file stays in place).
         """
-        target = os.path.realpath(self.path)
+        target = self._target()
         until = time.monotonic() + self.patience
         replaced = self._replace(target, change, until)
         if replaced is None:
@@ -172,6 +215,10 @@ class StatusFileWriter:
         replaced.close()
         log.warning("%s: saved by hand again and again while being replaced; the last save may be lost", self.path)
         return True
+
+    def _target(self) -> str:
+        """The path read and renamed over: a link's target only when links are followed."""
+        return os.path.realpath(self.path) if self.follow_links else self.path
 
     # -- the lock ------------------------------------------------------
 
@@ -224,10 +271,15 @@ class StatusFileWriter:
     def _open(self, target: str) -> _Snapshot | None:
         """The file, read whole and kept open; None when it does not exist."""
         read_at_ns = time.time_ns()
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            fd = os.open(target, flags if self.follow_links else flags | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
+        except OSError as error:
+            if error.errno == errno.ELOOP and not self.follow_links:
+                raise OSError(errno.ELOOP, f"{target} is a symbolic link; it is not followed") from None
+            raise
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -289,7 +341,7 @@ class StatusFileWriter:
     def _still_current(self, target: str, snapshot: _Snapshot | None, until: float) -> bool:
         """Is ``target`` still the file of ``snapshot``, with the same bytes, and nobody writing it?"""
         try:
-            now = os.stat(target)
+            now = os.stat(target) if self.follow_links else os.lstat(target)
         except FileNotFoundError:
             return snapshot is None
         if snapshot is None or (now.st_dev, now.st_ino) != (snapshot.info.st_dev, snapshot.info.st_ino):
@@ -347,7 +399,11 @@ def _carry(read: bytes, late: bytes, written: bytes, change: Change) -> Change:
         if not current.startswith(written):
             log.warning("the status file was saved by hand twice at once; the save to the replaced file is lost")
             return current
-        return change(late) + current[len(written) :]
+        try:
+            redone = change(late)
+        except Exception as refused:
+            raise SaveNotCarried(late, written) from refused
+        return redone + current[len(written) :]
 
     return again
 
@@ -358,22 +414,29 @@ def _append(data: bytes, appended: bytes) -> bytes:
     return data + appended
 
 
+_SETLEASE: int | None = getattr(fcntl, "F_SETLEASE", None)
+_SETSIG: int | None = getattr(fcntl, "F_SETSIG", None)
+
+
 def _open_for_writing(fd: int) -> bool:
     """True if some descriptor has the file open for writing, as far as a read lease tells.
 
     The lease is dropped at once.  A writer opening the file meanwhile
     breaks it, and the kernel signals the holder: SIGIO by default, which
     would kill the process, so the signal is set to SIGURG (ignored unless
-    handled) before each lease; dropping a lease resets it.
+    handled) before each lease; dropping a lease resets it.  Without both
+    fcntls (not Linux) no lease is taken and only the timing is left.
     """
+    if _SETLEASE is None or _SETSIG is None:
+        return False
     try:
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, _SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, _SETLEASE, fcntl.F_RDLCK)
     except BlockingIOError:
         return True
     except OSError:
         return False
-    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    fcntl.fcntl(fd, _SETLEASE, fcntl.F_UNLCK)
     return False
 
 
