@@ -9,6 +9,7 @@ so no test sleeps and guesses.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -392,3 +393,27 @@ def write_owned(home: Path, name: str, data: bytes, owner: str) -> Path:
     os.chown(path, entry.pw_uid, entry.pw_gid)
     path.chmod(0o644)
     return path
+
+
+def leases_refused(directory: Path) -> str | None:
+    """Why the kernel gives no read lease on a file in ``directory``, or None when it does."""
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return "this platform has no F_SETLEASE"
+    probe = directory / "lease-probe"
+    probe.write_bytes(b"")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError as error:
+        return f"the filesystem of {directory} refuses read leases ({error.strerror})"
+    finally:
+        os.close(fd)
+        probe.unlink()
+    return None
+
+
+@pytest.fixture(scope="session")
+def lease_refusal(tmp_path_factory: pytest.TempPathFactory) -> str | None:
+    """Probed once, on the filesystem the tests' files are on."""
+    return leases_refused(tmp_path_factory.mktemp("lease-probe"))

@@ -8,7 +8,6 @@ a pseudo-terminal, since without one ``fingerd edit`` asks nothing.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
 import pty
@@ -231,30 +230,6 @@ def test_a_setter_waits_while_the_editor_is_open_and_both_changes_land(daemon, t
     assert reply.startswith(b"OK") and answered > editor_finished, "the setter did not wait for the editor"
     text = daemon.status_file.read_text()
     assert "alice: edited\n" in text and "dave: meanwhile\n" in text
-
-
-def leases_refused(directory: Path) -> str | None:
-    """Why the kernel gives no read lease on a file in ``directory``, or None when it does."""
-    if not hasattr(fcntl, "F_SETLEASE"):
-        return "this platform has no F_SETLEASE"
-    probe = directory / "lease-probe"
-    probe.write_bytes(b"")
-    fd = os.open(probe, os.O_RDONLY)
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    except OSError as error:
-        return f"the filesystem of {directory} refuses read leases ({error.strerror})"
-    finally:
-        os.close(fd)
-        probe.unlink()
-    return None
-
-
-@pytest.fixture(scope="module")
-def lease_refusal(tmp_path_factory: pytest.TempPathFactory) -> str | None:
-    """Probed once, on the filesystem the tests' files are on."""
-    return leases_refused(tmp_path_factory.mktemp("lease-probe"))
 
 
 HOLDER = """

@@ -14,7 +14,6 @@ the ones it cannot catch.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -36,30 +35,6 @@ def status(tmp_path: Path) -> Path:
     path = tmp_path / "status"
     path.write_bytes(STATUS)
     return path
-
-
-def leases_refused(directory: Path) -> str | None:
-    """Why the kernel gives no read lease on a file in ``directory``, or None when it does."""
-    if not hasattr(fcntl, "F_SETLEASE"):
-        return "this platform has no F_SETLEASE"
-    probe = directory / "lease-probe"
-    probe.write_bytes(b"")
-    fd = os.open(probe, os.O_RDONLY)
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    except OSError as error:
-        return f"the filesystem of {directory} refuses read leases ({error.strerror})"
-    finally:
-        os.close(fd)
-        probe.unlink()
-    return None
-
-
-@pytest.fixture(scope="session")
-def lease_refusal(tmp_path_factory: pytest.TempPathFactory) -> str | None:
-    """Probed once, on the filesystem the tests' files are on."""
-    return leases_refused(tmp_path_factory.mktemp("lease-probe"))
 
 
 @pytest.fixture
