@@ -33,6 +33,7 @@ from fingerd.irc_bot import parse_server
 from fingerd.listen import resolve_listen_address
 from fingerd.protocol import is_valid_name
 from fingerd.sources.command import CommandSource
+from fingerd.users.statusfile import DEFAULT_PATH
 from fingerd.web.pages import Templates, TemplateError
 
 ENV_PREFIX = "FINGERD_"
@@ -180,7 +181,7 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     add("--check-config", action="store_true", help="validate, print the effective configuration, exit")
 
     finger = parser.add_argument_group("finger service")
-    finger.add_argument("--status-file", default="/var/lib/fingerd/status", metavar="PATH", help="the status file")
+    finger.add_argument("--status-file", default=DEFAULT_PATH, metavar="PATH", help="the status file")
     finger.add_argument("--bind", default="", metavar="ADDR", help="listen address; empty: all, IPv4 and IPv6")
     finger.add_argument("--finger-port", type=_port, default=79, metavar="N", help="finger port")
     finger.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per-connection timeout")

@@ -59,6 +59,19 @@ Work = Callable[[object, object], None]
 """What a connection's thread runs: ``work(request, client_address)``."""
 
 
+def shut_down(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
+    """Shut a socket down so that a thread blocked on it wakes; a socket already gone is left alone.
+
+    The plain socket's shutdown, even for TLS: `ssl.SSLSocket.shutdown` also
+    drops the TLS state, and a reply still being written would go out in
+    clear.
+    """
+    try:
+        socket.socket.shutdown(sock, how)
+    except OSError:
+        pass
+
+
 def join_all(threads: Iterable[threading.Thread], deadline: float) -> list[threading.Thread]:
     """Join ``threads`` until ``deadline`` (a `time.monotonic` value); return those still running."""
     stuck = []
@@ -405,12 +418,7 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
         with self._active_lock:
             sockets = [self._active[thread].sock for thread in threads if thread in self._active]
         for sock in sockets:
-            try:
-                # The plain socket's shutdown, even for TLS: `SSLSocket.shutdown` would also
-                # drop the TLS state, and a reply still being written would go out in clear.
-                socket.socket.shutdown(sock, how)
-            except OSError:
-                pass
+            shut_down(sock, how)
 
 
 def _open_reserve() -> int | None:

@@ -37,16 +37,17 @@ import time
 from fingerd.client import FingerError, Refused, Reply, TimedOut, UnknownHost, connect, converse, reply_lines, resolve
 from fingerd.finger.answer import (
     FORWARD_BUSY,
-    FORWARD_STOPPED,
     FORWARD_ERROR,
     FORWARD_NOT_ALLOWED,
     FORWARD_REFUSED,
+    FORWARD_STOPPED,
     FORWARD_TIMED_OUT,
     FORWARD_UNKNOWN_HOST,
     Answer,
     Hop,
     is_public_address,
 )
+from fingerd.threads import shut_down
 
 TRUNCATED = "[reply truncated at {limit} bytes]"
 _FAILURES = {Refused: FORWARD_REFUSED, TimedOut: FORWARD_TIMED_OUT, UnknownHost: FORWARD_UNKNOWN_HOST}
@@ -70,7 +71,7 @@ class OpenSockets:
         with self._lock:
             self._open.setdefault(threading.get_ident(), []).append(sock)
             if self.cut:
-                _shut(sock)
+                shut_down(sock)
 
     def release(self) -> None:
         """The calling thread's hop is over: forget its sockets."""
@@ -82,14 +83,7 @@ class OpenSockets:
             self.cut = True
             for sockets in self._open.values():
                 for sock in sockets:
-                    _shut(sock)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+                    shut_down(sock)
 
 
 class Forwarder:

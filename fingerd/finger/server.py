@@ -119,6 +119,11 @@ class Exchange:
         return end < 0 or end + 1 < len(self.received)
 
 
+def query_of(line: bytes | None) -> Query:
+    """The query a line asks; None is a line already proven too long."""
+    return Query(Kind.TOO_LONG) if line is None else parse_query(line)
+
+
 class FingerHandler(socketserver.BaseRequestHandler):
     """One finger exchange, in the connection's own thread: read, look up, send, close."""
 
@@ -296,8 +301,7 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         Runs in a connection's own thread, so it leaves the reply cache to
         the accepting thread, the only one that reads or fills it.
         """
-        query = Query(Kind.TOO_LONG) if line is None else parse_query(line)
-        result = answer(query, self.directory, self.settings.policy, self.forwarder.relay, deadline)
+        result = answer(query_of(line), self.directory, self.settings.policy, self.forwarder.relay, deadline)
         return reply_bytes(result.lines), result.outcome
 
     def log(self, client_address: tuple, exchange: Exchange, outcome: str) -> None:
@@ -336,8 +340,7 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             cache = self._cache = _ReplyCache(generation)
         cached = cache.replies.get(line) if line is not None else None
         if cached is None:
-            query = Query(Kind.TOO_LONG) if line is None else parse_query(line)
-            result = answer_now(query, self.directory, self.settings.policy)
+            result = answer_now(query_of(line), self.directory, self.settings.policy)
             if result is None:
                 return None
             cached = (reply_bytes(result.lines), result.outcome)

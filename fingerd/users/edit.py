@@ -46,11 +46,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from fingerd.users.statusfile import parse_status_file
+from fingerd.users.statusfile import DEFAULT_PATH, parse_status_file
 from fingerd.users.writer import Change, SaveNotCarried, StatusFileWriter
 
 DEFAULT_CONFIG = "/etc/fingerd.conf"
-DEFAULT_STATUS_FILE = "/var/lib/fingerd/status"
+DEFAULT_STATUS_FILE = DEFAULT_PATH
 ENVIRONMENT_KEY = "FINGERD_STATUS_FILE"
 NOT_INSTALLED, USAGE = 1, 2
 MAX_DIFF_LINES = 40

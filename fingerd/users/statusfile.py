@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from fingerd.protocol import is_valid_name
 
 BOM = "\ufeff".encode("utf-8")
+DEFAULT_PATH = "/var/lib/fingerd/status"
+"""Where the status file is unless configured: the daemon's default, and ``fingerd edit``'s."""
 MAX_STATUS_BYTES = 64 * 1024
 
 Status = tuple[str, ...]

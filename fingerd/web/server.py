@@ -32,11 +32,12 @@ import socket
 import socketserver
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
-from fingerd.threads import BoundedThreadsMixIn
 from fingerd.sources.directory import Directory
+from fingerd.threads import BoundedThreadsMixIn
 from fingerd.web.api import make_dispatcher
 from fingerd.web.handler import WebHandler, busy_response
 from fingerd.web.pages import Templates
@@ -110,28 +111,30 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
 
     def _tell_busy(self, request: socket.socket, client_address: object) -> None:
         """Handshake, read the request, answer 503; the whole within `busy_timeout` (the reaper sees to it)."""
-        connection: socket.socket = request
-        try:
-            request.settimeout(self.busy_timeout)
-            connection = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)  # type: ignore[union-attr]
-            self.track(connection)
-            connection.do_handshake()
-            connection.recv(4096)
-            connection.sendall(self.busy_reply or b"")
-        except (OSError, ssl.SSLError) as error:
-            log.debug("%s: busy reply: %s", peer_text(client_address), error)
-        finally:
-            self.shutdown_request(connection)
+        self._converse(request, client_address, self.busy_timeout, self._send_busy)
+
+    def _send_busy(self, connection: socket.socket) -> None:
+        connection.recv(4096)
+        connection.sendall(self.busy_reply or b"")
 
     def handle_connection(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        def answer(connection: socket.socket) -> None:
+            self.finish_request(connection, client_address)
+
+        self._converse(request, client_address, self.settings.timeout, answer)
+
+    def _converse(
+        self, request: socket.socket, client_address: object, timeout: float, talk: Callable[[socket.socket], None]
+    ) -> None:
+        """Shake hands when over TLS (in this thread, tracked so a stop can cut it), ``talk``, then close."""
         connection: socket.socket = request
         try:
-            request.settimeout(self.settings.timeout)
+            request.settimeout(timeout)
             if self.tls is not None:
                 connection = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
                 self.track(connection)
                 connection.do_handshake()
-            self.finish_request(connection, client_address)
+            talk(connection)
         except (OSError, ssl.SSLError) as error:
             log.debug("%s: %s", peer_text(client_address), error)
         finally:
