@@ -10,10 +10,12 @@ Ports are bound before the drop because only root may bind port 79; they
 listen only at the end, so a client never meets a daemon that has not yet
 loaded its table, and a SIGTERM during start-up is never lost.
 
-The main thread does no network work.  It sleeps on an `Event` that the
-signal handlers set, wakes at least every `tick` seconds (a Python signal
-handler runs only when the main thread wakes), runs the watcher's health
-check, and on SIGTERM or SIGINT stops everything by one deadline,
+The main thread does no network work.  It waits on a socket that the
+interpreter writes to when a signal arrives (`signal.set_wakeup_fd`), so
+it wakes at once for a signal and at least every `tick` seconds otherwise;
+the signal handlers only set flags (one that took a lock could deadlock
+against the main thread interrupted while holding it).  It runs the
+watcher's health check, and on SIGTERM or SIGINT stops everything by one deadline,
 `stop_budget` seconds away::
 
     every listener stops accepting ──> connections in progress go on until the cut-off
@@ -31,11 +33,11 @@ import argparse
 import errno
 import logging
 import resource
+import select
 import signal
 import socket
 import ssl
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -125,7 +127,9 @@ class Application:
         self.pidfile = PidFile(options.pidfile) if options.pidfile else None
         self.notifier = Notifier()
         self._running: list[Service] = []
-        self._wake = threading.Event()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
         self._stop_requested = False
         self._reload_requested = False
 
@@ -317,23 +321,21 @@ class Application:
                 listener.server_close()
 
     def _install_signal_handlers(self) -> None:
+        signal.set_wakeup_fd(self._wake_writer.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_reload_signal)
 
     def _on_stop_signal(self, number: int, frame: object) -> None:
         self._stop_requested = True
-        self._wake.set()
 
     def _on_reload_signal(self, number: int, frame: object) -> None:
         self._reload_requested = True
-        self._wake.set()
 
     def _main_loop(self) -> int:
         """Run until a stop signal (exit status 0) or a dead service (1)."""
         while True:
-            self._wake.wait(self.tick)
-            self._wake.clear()
+            self._wait_for_a_signal()
             if self._stop_requested:
                 return 0
             if self._reload_requested:
@@ -344,6 +346,15 @@ class Application:
             if dead:
                 log.critical("%s stopped unexpectedly; shutting down", ", ".join(dead))
                 return 1
+
+    def _wait_for_a_signal(self) -> None:
+        """Sleep until a signal arrives (its number written to the wakeup socket) or `tick` passes."""
+        select.select([self._wake_reader], [], [], self.tick)
+        try:
+            while self._wake_reader.recv(64):
+                pass
+        except BlockingIOError:
+            pass
 
     def _reload(self) -> None:
         self.notifier.send("RELOADING=1")
