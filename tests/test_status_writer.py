@@ -59,11 +59,24 @@ def wait_for_rename(path: Path, fd: int, limit: float = 5.0) -> None:
         time.sleep(0.001)
 
 
+def patient_writer(status: Path, writer_wait: float) -> StatusFileWriter:
+    """A writer whose patience lasts two full waits.
+
+    The descriptor opened before the change makes the writer wait once
+    before the rename (for all of ``writer_wait``) and once after; with the
+    default patience the first wait can use it all up, and the second look
+    then lands between the hand save's truncate and its write.
+    """
+    writer = StatusFileWriter(str(status))
+    writer.writer_wait = writer_wait
+    writer.patience = 3 * writer_wait
+    return writer
+
+
 def test_a_line_written_to_the_old_file_after_the_rename_is_carried_over(status, leases):
     """``cmd >> status``: the shell opened the file before the rename; cmd writes after it."""
     appender = os.open(status, os.O_WRONLY | os.O_APPEND)
-    writer = StatusFileWriter(str(status))
-    writer.writer_wait = 1.0
+    writer = patient_writer(status, 1.0)
     thread, outcome = in_thread(lambda: writer.write("carol", ("set",)))
     wait_for_rename(status, appender)
     os.write(appender, b"dave: appended late\n")
@@ -76,8 +89,7 @@ def test_a_line_written_to_the_old_file_after_the_rename_is_carried_over(status,
 def test_a_rewrite_of_the_old_file_after_the_rename_becomes_the_base(status, leases):
     """A program that opened the file before the rename rewrites it in place after."""
     rewriter = os.open(status, os.O_WRONLY)
-    writer = StatusFileWriter(str(status))
-    writer.writer_wait = 1.0
+    writer = patient_writer(status, 1.0)
     thread, outcome = in_thread(lambda: writer.write("carol", ("set",)))
     wait_for_rename(status, rewriter)
     os.pwrite(rewriter, b"# BOARD\nalice: HI\n", 0)
@@ -90,8 +102,7 @@ def test_a_rewrite_of_the_old_file_after_the_rename_becomes_the_base(status, lea
 def test_a_change_that_refuses_a_save_found_after_the_rename_says_it_was_installed(status, leases):
     """Told apart from a refusal before the rename: the new file is in place, and the other save can be put back."""
     rewriter = os.open(status, os.O_WRONLY)
-    writer = StatusFileWriter(str(status))
-    writer.writer_wait = 2.0
+    writer = patient_writer(status, 2.0)
     ours = b"# ours\n"
 
     def only_over_the_original(current: bytes) -> bytes:
