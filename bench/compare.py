@@ -1,4 +1,4 @@
-"""A/B comparison: fingerd from several source trees beside the Twisted peer.
+"""A/B comparison: fingerd from several source trees beside Twisted, the plain loop and C.
 
 For judging a change to the fast path: this machine's figures drift by
 ±10% between runs, so a change is measured only against another tree in
@@ -27,24 +27,23 @@ trees within one run, never across runs.  The CPU time comes in clock ticks of
 10 ms, so runs must last seconds: the default 3 s at 10,000 conn/s or more
 resolves it to 0.3 µs per connection or better.
 
-Prints, per tree and for Twisted, the median over rounds of conn/s, CPU µs
-per connection, Twisted's CPU µs per connection divided by the tree's
-(higher is better, as the rate ratio was), and p99; and the errors summed
-over all rounds.
+Prints, per tree and for each peer of `run.peers`, the median over rounds
+of CPU µs per connection, that figure divided by Twisted's and by the plain
+loop's (lower is better), conn/s and p99; and the errors summed over all
+rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import run
-
-SERVER_CORE, LOADGEN_CORE = 0, 1
 
 
 def tree_server(spec: str, status: Path) -> run.Server:
@@ -63,13 +62,16 @@ def median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def table(results: dict[str, list[dict[str, float]]]) -> str:
-    baseline = median(results["twisted"], "cpu_us")
-    rows = ["| tree | conn/s | CPU µs/conn | vs Twisted | p99 ms | errors |", "|---|---|---|---|---|---|"]
+    twisted, plain = median(results["twisted"], "cpu_us"), median(results["plain loop"], "cpu_us")
+    rows = [
+        "| server | CPU µs/conn | ÷ Twisted | ÷ plain loop | conn/s | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, runs in results.items():
         cpu = median(runs, "cpu_us")
         errors = int(sum(figures["errors"] for figures in runs))
         rows.append(
-            f"| {name} | {median(runs, 'rate'):,.0f} | {cpu:.1f} | {baseline / cpu:.2f}x | "
+            f"| {name} | {cpu:.1f} | {cpu / twisted:.2f} | {cpu / plain:.2f} | {median(runs, 'rate'):,.0f} | "
             f"{median(runs, 'p99_ms'):.2f} | {errors} |"
         )
     return "\n".join(rows)
@@ -83,17 +85,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--no-pin", action="store_true", help="leave the servers and the load generator unpinned")
     options = parser.parse_args()
-    if not options.no_pin and not {SERVER_CORE, LOADGEN_CORE} <= os.sched_getaffinity(0):
-        raise SystemExit(f"compare: pinning needs cores {SERVER_CORE} and {LOADGEN_CORE}; use --no-pin")
-    server_core, loadgen_core = (None, None) if options.no_pin else (SERVER_CORE, LOADGEN_CORE)
     workdir = Path(tempfile.mkdtemp(prefix="fingerd-compare-"))
     status = workdir / "status"
     run.write_status(status)
     loadgen = run.build_loadgen(workdir)
-    servers = [tree_server(spec, status) for spec in options.trees]
-    servers.append(run.peer("twisted", "twisted_finger.py", run.free_port(), status))
-    for server in servers:
-        server.core = server_core
+    servers = [tree_server(spec, status) for spec in options.trees] + run.peers(status, workdir)
+    loadgen_core = run.pinned(servers, not options.no_pin)
     try:
         for server in servers:
             server.start()
@@ -106,8 +103,8 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-    pinning = "unpinned" if options.no_pin else f"servers on core {SERVER_CORE}, load generator on core {LOADGEN_CORE}"
-    print(f"c={options.concurrency}, {options.rounds} rounds of {options.seconds:g} s, {pinning}; "
+    pinning = "unpinned" if loadgen_core is None else f"servers on core {run.SERVER_CORE}, load generator on core {loadgen_core}"
+    print(f"{platform.python_implementation()} {platform.python_version()}, c={options.concurrency}, {options.rounds} rounds of {options.seconds:g} s, {pinning}; "
           f"CPU time in ticks of {1000 / os.sysconf('SC_CLK_TCK'):g} ms\n")
     print(table(results))
     return 0

@@ -1,20 +1,29 @@
-"""Benchmarks: fingerd beside the Twisted tutorial server and a plain Python loop.
+"""Benchmarks: what fingerd spends per connection, beside Twisted, a plain Python loop and C.
 
 Every server answers from the same status file on a loopback port; a small C
 epoll client (`loadgen.c`, built here with the system compiler) drives one
-query per connection at each concurrency level.  Rounds alternate the order
-of the servers, and the median round is reported, so a noisy machine hurts
-every server alike.  Beside each rate is the server's CPU time per
-connection answered (utime+stime from /proc/PID/stat around the run, all
-threads, in 10 ms clock ticks, so a 3 s run resolves it to well under 1%):
-on this 2-core machine the load generator takes a core of its own, so the
-rate is partly its limit, while the CPU a server spends on a connection is
-its own.  `compare.py` pins each side to a core for that figure; this script
-does not, so its rates stay comparable with earlier runs.  Then fingerd alone: 300 idle clients held open during a
-run, a 100,000-user reload, and the delay from renaming a new status file
-into place to the new status being served.
+query per connection at each concurrency level.  The peers, in
+``bench/peers``: the Twisted tutorial's finger server, the plainest
+single-threaded Python accept/recv/send/close loop, and a C epoll server
+with one fixed reply (the limit: only the kernel's work).
 
-    python3 bench/run.py                 # full run, about five minutes
+The figure that holds is the server's CPU time per connection answered:
+utime+stime of the server process, all its threads, from /proc/PID/stat,
+read around each run and divided by the connections the load generator had
+answered.  On a 2-core machine every server's conn/s is bounded by the load
+generator, so rates mostly measure it; the CPU a server spends on a
+connection is its own.  Each server is pinned to core 0 and the load
+generator to core 1 (``--no-pin`` turns that off), so neither takes the
+other's core.  Rounds alternate the order of the servers and the median
+round is reported, so a noisy machine hurts every server alike.  CPU time
+comes in 10 ms clock ticks, so a 3 s run at 10,000 conn/s or more resolves
+it to 0.3 µs per connection or better.
+
+Then fingerd alone: 300 idle clients held open during a run, a
+100,000-user reload (and the lookups made meanwhile), and the delay from
+renaming a new status file into place to the new status being served.
+
+    python3 bench/run.py                 # full run, about six minutes
     python3 bench/run.py --quick         # one short round, for a smoke test
 
 Prints markdown tables and writes bench/results.png.  Needs gcc, Twisted and
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import platform
 import shutil
 import socket
 import statistics
@@ -45,7 +55,9 @@ from fingerd.users.statusfile import parse_status_file  # noqa: E402
 from fingerd.users.table import UserTable  # noqa: E402
 
 LEVELS = (1, 10, 50, 200)
+HEADLINE_LEVEL = 50
 USERS = 1000
+SERVER_CORE, LOADGEN_CORE = 0, 1
 
 
 @dataclass
@@ -120,10 +132,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def build_loadgen(workdir: Path) -> str:
-    binary = workdir / "loadgen"
-    subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH / "loadgen.c")], check=True)
+def build(source: Path, workdir: Path) -> str:
+    """Compile one C file of the bench with gcc; the path of the program."""
+    binary = workdir / source.stem
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(source)], check=True)
     return str(binary)
+
+
+def build_loadgen(workdir: Path) -> str:
+    return build(BENCH / "loadgen.c", workdir)
 
 
 def load(
@@ -173,39 +190,75 @@ def peer(name: str, script: str, port: int, status: Path) -> Server:
     return Server(name, [sys.executable, str(BENCH / "peers" / script), str(port), str(status)], port)
 
 
-def throughput(servers: list[Server], loadgen: str, rounds: int, seconds: float) -> None:
+def peers(status: Path, workdir: Path) -> list[Server]:
+    """Twisted, the plain Python loop and the C server, each on a port of its own."""
+    c_server, c_port = build(BENCH / "peers" / "c_server.c", workdir), free_port()
+    return [
+        peer("twisted", "twisted_finger.py", free_port(), status),
+        peer("plain loop", "plain_loop.py", free_port(), status),
+        Server("C epoll", [c_server, str(c_port)], c_port),
+    ]
+
+
+def pinned(servers: list[Server], pin: bool) -> int | None:
+    """Pin every server to `SERVER_CORE`; the core for the load generator (None: unpinned)."""
+    if not pin:
+        return None
+    if not {SERVER_CORE, LOADGEN_CORE} <= os.sched_getaffinity(0):
+        raise SystemExit(f"bench: pinning needs cores {SERVER_CORE} and {LOADGEN_CORE}; use --no-pin")
+    for server in servers:
+        server.core = SERVER_CORE
+    return LOADGEN_CORE
+
+
+def throughput(servers: list[Server], loadgen: str, rounds: int, seconds: float, core: int | None) -> None:
     for level in LEVELS:
         for server in servers:
             server.runs[level] = []
         for round_number in range(rounds):
-            order = servers[round_number % len(servers):] + servers[: round_number % len(servers)]
-            for server in order:
-                server.runs[level].append(measured_load(server, loadgen, level, seconds))
+            shift = round_number % len(servers)
+            for server in servers[shift:] + servers[:shift]:
+                server.runs[level].append(measured_load(server, loadgen, level, seconds, core))
         print(f"  concurrency {level}: done", file=sys.stderr)
 
 
+def named(servers: list[Server], name: str) -> Server:
+    return next(server for server in servers if server.name == name)
+
+
 def throughput_table(servers: list[Server]) -> str:
-    fingerd, twisted = servers[0], next(server for server in servers if server.name == "twisted")
+    """Per level and server: the rate, latency, and CPU per connection beside Twisted's and the plain loop's."""
+    twisted, plain = named(servers, "twisted"), named(servers, "plain loop")
     rows = [
-        "| server | conc. | conn/s | CPU µs/conn | p50 ms | p99 ms | max ms | errors | vs Twisted |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | conc. | CPU µs/conn | ÷ Twisted | ÷ plain loop | conn/s | p50 ms | p99 ms | max ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level in LEVELS:
         for server in servers:
-            rate = server.median(level, "rate")
-            ratio = rate / twisted.median(level, "rate")
+            cpu = server.median(level, "cpu_us")
             errors = int(sum(run["errors"] for run in server.runs[level]))
             rows.append(
-                f"| {server.name} | {level} | {rate:,.0f} | {server.median(level, 'cpu_us'):.0f} | "
-                f"{server.median(level, 'p50_ms'):.2f} | "
-                f"{server.median(level, 'p99_ms'):.2f} | {server.median(level, 'max_ms'):.1f} | {errors} | {ratio:.2f}x |"
+                f"| {server.name} | {level} | {cpu:.1f} | {cpu / twisted.median(level, 'cpu_us'):.2f} | "
+                f"{cpu / plain.median(level, 'cpu_us'):.2f} | {server.median(level, 'rate'):,.0f} | "
+                f"{server.median(level, 'p50_ms'):.2f} | {server.median(level, 'p99_ms'):.2f} | "
+                f"{server.median(level, 'max_ms'):.1f} | {errors} |"
             )
-    del fingerd
     return "\n".join(rows)
 
 
-def idle_scenario(server: Server, loadgen: str, seconds: float) -> dict[str, float]:
-    baseline = load(loadgen, server.port, 50, seconds)
+def headline(servers: list[Server], level: int = HEADLINE_LEVEL) -> str:
+    """fingerd with its access log, at ``level`` clients: its CPU per connection against each peer's."""
+    fingerd = named(servers, "fingerd+log").median(level, "cpu_us")
+    ratios = ", ".join(
+        f"{fingerd / server.median(level, 'cpu_us'):.2f}x {server.name}'s ({server.median(level, 'cpu_us'):.1f})"
+        for server in servers
+        if not server.name.startswith("fingerd")
+    )
+    return f"fingerd+log at c={level}: {fingerd:.1f} CPU µs per connection, {ratios}"
+
+
+def idle_scenario(server: Server, loadgen: str, seconds: float, core: int | None) -> dict[str, float]:
+    baseline = load(loadgen, server.port, 50, seconds, core=core)
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(300)]
     try:
         for sock in idle[::2]:
@@ -213,7 +266,7 @@ def idle_scenario(server: Server, loadgen: str, seconds: float) -> dict[str, flo
         # The silent half reaches the daemon only when the kernel's accept deferral (1 s) ends.
         time.sleep(1.5)
         threads = len(os.listdir(f"/proc/{server.process.pid}/task"))
-        loaded = load(loadgen, server.port, 50, seconds)
+        loaded = load(loadgen, server.port, 50, seconds, core=core)
         rss = server.memory("VmRSS")
     finally:
         for sock in idle:
@@ -258,11 +311,11 @@ def wait_served(port: int, name: bytes, expected: bytes, started: float, limit: 
     return time.monotonic() - started
 
 
-def reload_scenario(server: Server, loadgen: str, status_path: Path) -> dict[str, float]:
+def reload_scenario(server: Server, loadgen: str, status_path: Path, core: int | None) -> dict[str, float]:
     big = "".join(f"user{i}: status {i}\n" for i in range(100_000)).encode()
     swap = parse_and_swap_seconds(big)
     during = subprocess.Popen(
-        [loadgen, str(server.port), "10", "3", "user5"], stdout=subprocess.PIPE, text=True
+        [loadgen, str(server.port), "10", "3", "user5"], stdout=subprocess.PIPE, text=True, preexec_fn=on_core(core)
     )
     time.sleep(0.5)
     started = replace_file(status_path, big)
@@ -281,25 +334,29 @@ def edit_scenario(server: Server, status_path: Path, edits: int) -> dict[str, fl
     return {"p50": delays[len(delays) // 2] * 1e3, "p99": delays[int(len(delays) * 0.99)] * 1e3, "max": delays[-1] * 1e3}
 
 
-def chart(servers: list[Server], path: Path) -> None:
+def chart(servers: list[Server], path: Path, pinning: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, (rates, tails) = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    figure, (costs, tails) = pyplot.subplots(1, 2, figsize=(11, 4.2))
     for server in servers:
-        rates.plot(LEVELS, [server.median(level, "rate") for level in LEVELS], marker="o", label=server.name)
+        costs.plot(LEVELS, [server.median(level, "cpu_us") for level in LEVELS], marker="o", label=server.name)
         tails.plot(LEVELS, [server.median(level, "p99_ms") for level in LEVELS], marker="o", label=server.name)
-    for axis, title, unit in ((rates, "Throughput", "connections per second"), (tails, "p99 latency", "ms")):
+    for axis, title, unit in (
+        (costs, "Server CPU per connection (lower is better)", "µs (utime+stime, all threads)"),
+        (tails, "p99 latency", "ms"),
+    ):
         axis.set_xscale("log")
         axis.set_xticks(LEVELS, [str(level) for level in LEVELS])
         axis.set_xlabel("concurrent clients")
         axis.set_ylabel(unit)
         axis.set_title(title)
+        axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.suptitle("One finger query per connection, loopback, 2 cores (median of alternating rounds)")
+    figure.suptitle(f"One finger query per connection, loopback, {pinning} (median of alternating rounds)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -310,40 +367,44 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--edits", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="one round of one second, 20 edits")
+    parser.add_argument("--no-pin", action="store_true", help="leave the servers and the load generator unpinned")
     parser.add_argument("--chart", default=str(BENCH / "results.png"))
     options = parser.parse_args()
     if options.quick:
         options.rounds, options.seconds, options.edits = 1, 1.0, 20
     if not shutil.which("gcc"):
-        print("bench: gcc is needed to build the load generator", file=sys.stderr)
+        print("bench: gcc is needed to build the load generator and the C server", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="fingerd-bench-"))
     status = workdir / "status"
     write_status(status)
+    shutil.copy(status, workdir / "status-log")
     loadgen = build_loadgen(workdir)
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(2)]
     servers = [
         Server("fingerd", fingerd_command(ports[0], status, "warning"), ports[0]),
         Server("fingerd+log", fingerd_command(ports[1], workdir / "status-log", "info"), ports[1]),
-        peer("twisted", "twisted_finger.py", ports[2], status),
-        peer("plain loop", "plain_loop.py", ports[3], status),
+        *peers(status, workdir),
     ]
-    shutil.copy(status, workdir / "status-log")
+    core = pinned(servers, not options.no_pin)
+    pinning = "unpinned" if core is None else f"servers on core {SERVER_CORE}, load generator on core {core}"
     try:
         for server in servers:
             server.start()
         print("throughput:", file=sys.stderr)
-        throughput(servers, loadgen, options.rounds, options.seconds)
+        throughput(servers, loadgen, options.rounds, options.seconds, core)
         memory = {server.name: server.memory() for server in servers}
-        idle = idle_scenario(servers[0], loadgen, options.seconds)
+        idle = idle_scenario(servers[0], loadgen, options.seconds, core)
         edits = edit_scenario(servers[0], status, options.edits)
-        reload = reload_scenario(servers[0], loadgen, status)
+        reload = reload_scenario(servers[0], loadgen, status, core)
         peak = servers[0].memory()
     finally:
         for server in servers:
             server.stop()
-    print(f"\n{os.cpu_count()} cores, {options.rounds} rounds of {options.seconds:g} s per level; "
+    print(f"\n{sys.implementation.name} {platform.python_version()}, {os.cpu_count()} cores, {pinning}; "
+          f"{options.rounds} rounds of {options.seconds:g} s per level; "
           "fingerd without and with its access log (info, to /dev/null)\n")
+    print(headline(servers) + "\n")
     print(throughput_table(servers))
     print("\n| server | peak RSS after the throughput runs |\n|---|---|")
     for name, value in memory.items():
@@ -359,7 +420,7 @@ def main() -> int:
     print(f"| 100,000-user file: rename to served | {reload['rename_to_served'] * 1e3:.0f} ms |")
     print(f"| max latency of lookups during that reload | {reload['max_during']:.1f} ms |")
     print(f"| rename to served, {options.edits} edits | p50 {edits['p50']:.1f} ms, p99 {edits['p99']:.1f} ms, max {edits['max']:.1f} ms |")
-    chart(servers, Path(options.chart))
+    chart(servers, Path(options.chart), pinning)
     print(f"\nchart: {options.chart}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
