@@ -89,6 +89,16 @@ class ListenerMixin:
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
         super().server_bind()  # type: ignore[misc]
 
+    def get_request(self) -> tuple[socket.socket, object]:
+        """`socket.socket.accept`, less the two enum conversions it makes (2 µs of a 20 µs connection).
+
+        The connection's family and type are the listener's, known already;
+        ``_accept`` is the primitive `accept` itself calls.  The new socket
+        blocks, as `accept` leaves it when no default timeout is set.
+        """
+        fd, address = self.socket._accept()
+        return socket.socket(self.address_family, self.socket_type, 0, fd), address  # type: ignore[attr-defined]
+
 
 def client_group(address: object) -> str:
     """The client a connection counts against in per-address limits.

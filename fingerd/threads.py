@@ -6,9 +6,8 @@ for it, and that thread runs plain blocking code with a deadline.  What the
 standard `ThreadingMixIn` lacks for a daemon on the open internet is added
 here:
 
-* a limit (`max_connections`, a `threading.BoundedSemaphore` taken without
-  waiting), and a limit per client (`max_per_address`, grouped by
-  `listen.client_group`); past either, `busy_reply` is sent at once and the
+* a limit (`max_connections`, `Slots` taken without waiting), and a limit
+  per client (`max_per_address`, grouped by `listen.client_group`); past either, `busy_reply` is sent at once and the
   connection closed, instead of queueing;
 * out of file descriptors, no spinning: a descriptor kept in reserve
   (`DescriptorReserve`, one for the whole daemon) is given up to accept one
@@ -135,6 +134,43 @@ class DescriptorReserve:
                 os.close(fd)
 
 
+class Slots:
+    """At most `limit` connections served at once: taken without waiting, given back from any thread.
+
+    A `threading.BoundedSemaphore` would do, but it is a `Condition` written
+    in Python, and a busy server takes and gives back a slot per connection;
+    this is a counter under a plain lock.  Only the accepting thread takes
+    slots, so what `free` tells it stays true until it takes one.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def free(self) -> bool:
+        """True if a slot is free now (read without the lock: one int, written under it)."""
+        return self.held < self.limit
+
+    def acquire(self) -> bool:
+        """Take a slot if one is free; never waits."""
+        with self._lock:
+            if self.held >= self.limit:
+                return False
+            self.held += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            if self.held <= 0:
+                raise ValueError("slot released more often than taken")
+            self.held -= 1
+
+
+Permits = Slots | threading.BoundedSemaphore
+"""What a connection's thread holds and gives back with ``release()`` when it ends."""
+
+
 class AddressCounts:
     """Connections in progress per client group, held under a limit (0: no limit)."""
 
@@ -169,7 +205,7 @@ class _Active:
     sock: socket.socket
     expires: float
     group: str | None
-    permits: threading.BoundedSemaphore
+    permits: Permits
     """What the thread holds and gives back when it ends: a slot, or a permit of its own kind."""
 
 
@@ -189,7 +225,7 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
 
     def init_threads(self, lifetime: float) -> None:
         self.lifetime = lifetime
-        self.slots = threading.BoundedSemaphore(self.max_connections)
+        self.slots = Slots(self.max_connections)
         self.per_address = AddressCounts(self.max_per_address)
         self.reserve = DescriptorReserve()
         self._next_error_log = 0.0
@@ -247,7 +283,7 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
     # -- one connection, in its own thread -----------------------------
 
     def process_request(self, request: object, client_address: object) -> None:
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.acquire():
             self.turn_away(request, client_address)
             return
         self.start_thread(request, client_address)
@@ -267,7 +303,7 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
         self._launch(self.handle_connection, request, client_address, self.lifetime, group, self.slots)
 
     def start_short_thread(
-        self, work: Work, request: object, client_address: object, lifetime: float, permits: threading.BoundedSemaphore
+        self, work: Work, request: object, client_address: object, lifetime: float, permits: Permits
     ) -> None:
         """Run ``work`` in a thread that holds one of ``permits`` (taken by the caller) instead of a slot.
 
@@ -283,7 +319,7 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
         client_address: object,
         lifetime: float,
         group: str | None,
-        permits: threading.BoundedSemaphore,
+        permits: Permits,
     ) -> None:
         thread = threading.Thread(target=self._run, args=(work, request, client_address), daemon=True)
         thread.name = f"{self.name}-{next(self._numbers)}"

@@ -258,26 +258,31 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         super().service_actions()
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        """Answer at once what memory can answer; give everything else a thread."""
-        accepted = time.monotonic()
-        if not self.slots.acquire(blocking=False):
+        """Answer at once what memory can answer; give everything else a thread.
+
+        No slot is taken for an answer given here: only this thread takes
+        slots, and one is free, so serving this client keeps the count
+        within `--max-connections` as taking one would.
+        """
+        if not self.slots.free():
             self.turn_away(request, client_address)
             return
-        exchange = Exchange(request, accepted)
         try:
-            exchange.take(request.recv(RECV_SIZE, DONT_WAIT))
+            received = request.recv(RECV_SIZE, DONT_WAIT)
         except BlockingIOError:
-            exchange.accepted -= self.defer_seconds if DEFER_ACCEPT is not None else 0
+            received = None
         except OSError:
-            self._close(exchange)
+            request.close()
             return
         try:
-            if self._answer_at_once(exchange, client_address):
-                self._close(exchange)
-                return
+            exchange = self._answer_at_once(request, received, client_address)
         except BaseException:
-            self._close(exchange)
+            request.close()
             raise
+        if exchange is None:
+            request.close()
+            return
+        self.slots.acquire()
         self.start_thread(exchange, client_address, counted=not exchange.unsent)
 
     def socket_of(self, request: object) -> socket.socket:
@@ -308,46 +313,59 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         """Record the access by host and the start of the query: what repeats, so the log can cache its lines."""
         self.access.record(client_address[0], exchange.received, len(exchange.received), outcome)
 
-    def _answer_at_once(self, exchange: Exchange, client_address: tuple) -> bool:
-        """On the accepting thread: True when the query was whole, memory had the reply, and the socket took it all."""
-        if not exchange.complete() or exchange.has_unread_input():
-            return False
-        cached = self._reply_from_memory(exchange.line())
+    def _answer_at_once(self, sock: socket.socket, received: bytes | None, client_address: tuple) -> Exchange | None:
+        """On the accepting thread: None when memory had the reply and the socket took it all, else what a thread is to finish.
+
+        ``received`` is what the first ``recv`` gave: None if nothing had
+        arrived (the kernel's accept deferral ran out), b"" if the client
+        half-closed at once.  A repeated query costs one dictionary lookup:
+        replies are cached by those bytes, when they are exactly one whole
+        line, so a hit needs no parse and no check.
+        """
+        replies = self._replies()
+        cached = replies.get(received)  # type: ignore[arg-type]
         if cached is None:
-            return False
+            exchange = self._exchange(sock, received)
+            cached = self._reply_from_memory(exchange)
+            if cached is None:
+                return exchange
+            if exchange.line() is not None:
+                replies[exchange.received] = cached
         reply, outcome = cached
-        self.log(client_address, exchange, outcome)
+        self.access.record(client_address[0], received, len(received), outcome)  # type: ignore[arg-type]
         try:
-            sent = exchange.sock.send(reply, SEND_NOW)
+            sent = sock.send(reply, SEND_NOW)
         except BlockingIOError:
             sent = 0
         except OSError:
-            return True
-        if sent < len(reply):
-            exchange.unsent = memoryview(reply)[sent:]
-            return False
-        return True
+            return None
+        if sent == len(reply):
+            return None
+        return Exchange(sock, time.monotonic(), received, unsent=memoryview(reply)[sent:])  # type: ignore[arg-type]
 
-    def _reply_from_memory(self, line: bytes | None) -> tuple[bytes, str] | None:
-        """The encoded reply if memory has it, else None.
+    def _exchange(self, sock: socket.socket, received: bytes | None) -> Exchange:
+        """The connection as a thread would take it over; its deadline starts when the client connected."""
+        exchange = Exchange(sock, time.monotonic())
+        if received is None:
+            exchange.accepted -= self.defer_seconds if DEFER_ACCEPT is not None else 0
+        else:
+            exchange.take(received)
+        return exchange
 
-        Replies are cached by the query line exactly as sent, so a repeated
-        query costs a dictionary lookup, not even a parse.
-        """
+    def _replies(self) -> dict[bytes, tuple[bytes, str]]:
+        """The reply cache of the table's current generation (emptied when full)."""
         generation = self.directory.generation()
         cache = self._cache
         if cache.generation != generation or len(cache.replies) >= self.cache_entries:
             cache = self._cache = _ReplyCache(generation)
-        cached = cache.replies.get(line) if line is not None else None
-        if cached is None:
-            result = answer_now(query_of(line), self.directory, self.settings.policy)
-            if result is None:
-                return None
-            cached = (reply_bytes(result.lines), result.outcome)
-            if line is not None:
-                cache.replies[line] = cached
-        return cached
+        return cache.replies
 
-    def _close(self, exchange: Exchange) -> None:
-        exchange.sock.close()
-        self.slots.release()
+    def _reply_from_memory(self, exchange: Exchange) -> tuple[bytes, str] | None:
+        """The encoded reply to a query that is one whole line with nothing after it, if memory has it; else None."""
+        if not exchange.complete() or exchange.has_unread_input():
+            return None
+        result = answer_now(query_of(exchange.line()), self.directory, self.settings.policy)
+        if result is None:
+            return None
+        return reply_bytes(result.lines), result.outcome
+
