@@ -326,7 +326,9 @@ def _brief_gil_turns(interval: float) -> Iterator[None]:
 
     Parsing 100,000 lines is pure Python and takes a few hundred ms; with the
     default 5 ms switch interval a query answered meanwhile waited up to
-    250 ms for the GIL (measured), with 0.5 ms about 50 ms.  Reloads are
+    250 ms for the GIL (measured), with 0.5 ms about 50 ms, and 8 to 18 ms
+    once the parser stopped feeding the garbage collector an object per
+    entry (see `parse_status_file`; ``bench/run.py``, pinned).  Reloads are
     serialised, so putting the process-wide value back is safe.
     """
     previous = sys.getswitchinterval()
