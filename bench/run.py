@@ -45,6 +45,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -401,7 +402,8 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-    print(f"\n{sys.implementation.name} {platform.python_version()}, {os.cpu_count()} cores, {pinning}; "
+    print(f"\n{platform.python_implementation()} {platform.python_version()} ({sys.executable}), "
+          f"Twisted {metadata.version('twisted')}, {os.cpu_count()} cores, {pinning}; "
           f"{options.rounds} rounds of {options.seconds:g} s per level; "
           "fingerd without and with its access log (info, to /dev/null)\n")
     print(headline(servers) + "\n")

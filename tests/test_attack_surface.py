@@ -29,12 +29,12 @@ from fingerd.cli import main
 from_memory = FingerServer._reply_from_memory
 reply = FingerServer.reply
 
-def planted_from_memory(self, line):
-    if line is not None and line.startswith(b"crash-acceptor"):
+def planted_from_memory(self, exchange):
+    if exchange.received.startswith(b"crash-acceptor"):
         raise RuntimeError("planted bug on the accepting thread")
-    if line is not None and line.startswith(b"crash-thread"):
+    if exchange.received.startswith(b"crash-thread"):
         return None
-    return from_memory(self, line)
+    return from_memory(self, exchange)
 
 def planted_reply(self, line, deadline):
     if line is not None and line.startswith(b"crash-thread"):
