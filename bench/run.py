@@ -177,7 +177,7 @@ def fingerd_command(port: int, status: Path, log_level: str) -> list[str]:
     return [
         sys.executable, str(ROOT / "fingerd.py"), "--bind", "127.0.0.1", "--finger-port", str(port),
         "--status-file", str(status), "--web-port", "0", "--setter-socket", "", "--log-level", log_level,
-        "--log-file", os.devnull, *identity,
+        "--log-file", os.devnull, "--max-per-address", "0", *identity,
     ]
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fingerd.protocol import NAME_PATTERN
 from fingerd.sources.base import text_lines
-from fingerd.users.statusfile import MAX_STATUS_BYTES, Problem, parse_status_file, truncated_marker
+from fingerd.users.statusfile import MAX_STATUS_BYTES, Problem, lines_of, parse_status_file, truncated_marker
 
 
 def users_of(text: str) -> dict[str, tuple[str, ...]]:
@@ -351,6 +351,19 @@ status_file_lines = st.lists(
 ).map(lambda lines: "\n".join(lines).encode("utf-8"))
 
 status_file_bytes = st.one_of(st.binary(), status_file_lines, status_file_lines.map(lambda data: data + b"\xff\r\n"))
+
+
+@given(st.text(alphabet="ab\n\r"), st.integers(min_value=1, max_value=8))
+def test_lines_split_a_piece_at_a_time_are_the_lines_split_at_once(text, piece):
+    assert list(lines_of(text, piece)) == text.split("\n")
+
+
+def test_a_file_larger_than_a_piece_parses_as_one_split_at_once():
+    data = "".join(f"user{number}: status {number}\n continued\n" for number in range(20_000)).encode()
+    assert len(data) > 4 * (1 << 16)
+    users = parse_status_file(data).users
+    assert len(users) == 20_000
+    assert users["user0"] == ("status 0", "continued") and users["user19999"] == ("status 19999", "continued")
 
 
 @given(status_file_bytes)

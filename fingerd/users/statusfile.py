@@ -21,7 +21,7 @@ longer one is cut there, a marker line says so, and the cut is reported.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from fingerd.protocol import is_valid_name
@@ -30,6 +30,8 @@ BOM = "\ufeff".encode("utf-8")
 DEFAULT_PATH = "/var/lib/fingerd/status"
 """Where the status file is unless configured: the daemon's default, and ``fingerd edit``'s."""
 MAX_STATUS_BYTES = 64 * 1024
+LINES_PIECE = 1 << 16
+"""Characters of the file split into lines at once (see `lines_of`)."""
 
 Status = tuple[str, ...]
 """A status: its lines, first line first, never empty lines at either end."""
@@ -79,6 +81,20 @@ def _utf8_size(text: str) -> int:
 def _utf8_head(text: str, size: int) -> str:
     """The longest start of ``text`` that is at most ``size`` bytes in UTF-8, never half a character."""
     return text[:size].encode("utf-8")[:size].decode("utf-8", "ignore")
+
+
+def lines_of(text: str, piece: int = LINES_PIECE) -> Iterator[str]:
+    """``text.split("\\n")``, split a piece of about ``piece`` characters at a time.
+
+    Splitting a 100,000-line file at once is one call of 7 ms that holds
+    the GIL, and a query answered meanwhile waits for it; a piece of 64 Ki
+    characters takes a fraction of a millisecond.
+    """
+    start = 0
+    while (end := text.find("\n", start + piece)) >= 0:
+        yield from text[start:end].split("\n")
+        start = end + 1
+    yield from text[start:].split("\n")
 
 
 def _entry(entries: dict[str, _Entry | str], name: str, limit: int) -> _Entry:
@@ -162,7 +178,7 @@ def parse_status_file(data: bytes, limit: int = MAX_STATUS_BYTES) -> ParsedFile:
         text = text[1:]
     entries: dict[str, _Entry | str] = {}
     current: str | None = None
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(lines_of(text), start=1):
         if line.endswith("\r"):
             line = line[:-1]
         if not line or line.startswith("#"):
