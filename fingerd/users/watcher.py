@@ -28,10 +28,12 @@ rename (``IN_MOVED_FROM``) to pair it with the second.  When its reading
 thread meets the first half before the second is queued, it sleeps the
 whole pairing delay even once the pair is made, and every later event of
 the directory waits behind it: with watchdog's 0.5 s, 75 of 200
-back-to-back saves, queried all along, were served half a second late
-(none with 0.05 s).  `move_pairing` shortens that wait; the two halves of a rename are queued together, microseconds
-apart, so they still pair.  Were they ever not to, the rename arrives as
-a create of the file, and is read after `settle_partial`.
+back-to-back saves, queried all along, were served half a second late.
+`move_pairing` shortens that wait.  A half left unpaired (its mate came
+later than that) would be told as a create of the file, a save still
+being written, read only after `settle_partial`; so the observer is asked
+for full events, in which an unpaired second half is still a rename onto
+the file.
 * another file of the directory closed after writing may be the new copy
   a save is about to rename over the file (``sed -i``, most editors): look
   after `settle_complete` whether the file is another one now, and read it
@@ -66,9 +68,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 try:
+    from watchdog.observers.inotify import InotifyObserver
     from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
-except ImportError:  # not Linux: no inotify, no pairing delay
-    InotifyMoveEventGrouper = None
+except ImportError:  # not Linux: no inotify, no rename pairing
+    InotifyObserver = InotifyMoveEventGrouper = None
 
 from fingerd.threads import join_all
 from fingerd.users.statusfile import Problem, parse_status_file
@@ -104,7 +107,7 @@ class StatusFileWatcher:
     max_file_bytes = 64 * 1024 * 1024
     max_logged_problems = 20
     parse_switch_interval = 0.0005
-    move_pairing = 0.05
+    move_pairing = 0.01
 
     def __init__(self, path: str, table: UserTable) -> None:
         self.path = os.path.abspath(path)
@@ -154,7 +157,7 @@ class StatusFileWatcher:
         if now >= self._next_safety_check:
             self._next_safety_check = now + self.safety_interval
             if self._current_signature() != self._signature:
-                self._schedule(complete=False)
+                self._schedule_missed()
 
     # -- the observer --------------------------------------------------
 
@@ -204,7 +207,7 @@ class StatusFileWatcher:
             InotifyMoveEventGrouper.delay = self.move_pairing
         observer = None
         try:
-            observer = kind()
+            observer = kind(generate_full_events=True) if kind is InotifyObserver else kind()
             observer.name = "status-watcher"
             observer.daemon = True
             for directory in directories:
@@ -271,6 +274,19 @@ class StatusFileWatcher:
             self._only_if_changed = True
             self._wake.notify()
 
+    def _schedule_missed(self) -> None:
+        """A change no event told of: read once quiet, unless a reload is due already.
+
+        The safety check also runs while saves come in quick succession,
+        and then finds the file changed since the last read; were it to
+        reschedule, it would push the reload an event asked for back by
+        `settle_partial`.
+        """
+        with self._wake:
+            if self._due:
+                return
+        self._schedule(complete=False)
+
     def _run_reloader(self) -> None:
         while True:
             with self._wake:
@@ -304,8 +320,8 @@ class StatusFileWatcher:
             except FileNotFoundError:
                 self._report_missing()
                 return
-            except _Changing:
-                self._schedule(complete=False)
+            except _Changing as changing:
+                self._schedule(complete=changing.replaced)
                 return
             except OSError as error:
                 log.error("cannot read status file %s: %s; keeping the last table", self.path, _reason(error))
@@ -348,7 +364,7 @@ class StatusFileWatcher:
             os.close(fd)
         data = b"".join(chunks)
         if _signature(before) != _signature(after) or len(data) != after.st_size:
-            raise _Changing
+            raise _Changing(replaced=not _same_file(self.path, after))
         return data, _signature(after)
 
     def _log_problems(self, problems: list[Problem], invalid_utf8: bool) -> None:
@@ -362,7 +378,24 @@ class StatusFileWatcher:
 
 
 class _Changing(Exception):
-    """The file changed while it was being read."""
+    """The file changed while it was being read.
+
+    ``replaced``: the path names another file now, or none (a save renamed
+    over it, which also changes the old file's ctime as it is unlinked):
+    read again soon.  Otherwise it is being written in place: read once quiet.
+    """
+
+    def __init__(self, replaced: bool) -> None:
+        super().__init__()
+        self.replaced = replaced
+
+
+def _same_file(path: str, info: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
 
 
 @contextlib.contextmanager
