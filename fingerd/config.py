@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import configargparse
 
+from fingerd import __version__
+
 from fingerd.client import parse_host
 from fingerd.irc_bot import parse_server
 from fingerd.listen import resolve_listen_address
@@ -41,7 +43,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SOURCES = ("file", "passwd", "command", "web")
 SYSLOG_SOCKET = "/dev/log"
 PLANNED = " (accepted, not implemented yet)"
-COMMAND_LINE_ONLY = ("help", "config", "check_config")
+COMMAND_LINE_ONLY = ("help", "version", "config", "check_config")
 EPILOG = (
     "Every long option is also a config-file key (finger-port = 79) and an environment "
     "variable (FINGERD_FINGER_PORT). Precedence: command line, environment, config file, default. "
@@ -179,6 +181,7 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("-c", "--config", is_config_file=True, metavar="FILE", help="config file (key = value lines)")
     add("--check-config", action="store_true", help="validate, print the effective configuration, exit")
+    add("--version", action="version", version=f"%(prog)s {__version__}", help="print the version, exit")
 
     finger = parser.add_argument_group("finger service")
     finger.add_argument("--status-file", default=DEFAULT_PATH, metavar="PATH", help="the status file")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import fingerd
 from conftest import ROOT
 
 TEMPLATES = ROOT / "fingerd" / "web" / "templates"
@@ -86,3 +87,25 @@ def test_fingerd_set_is_the_same_command(venv):
     usage = run(str(venv / "env" / "bin" / "fingerd"), "set", "--help", cwd=venv)
     assert usage.returncode == 0, usage.stderr
     assert "--for" in usage.stdout
+
+
+def test_the_installed_command_and_the_checkout_say_the_same_version(venv):
+    """One version, written in fingerd/__init__.py: the package metadata and --version both read it."""
+    installed = run(str(venv / "env" / "bin" / "fingerd"), "--version", cwd=venv)
+    checkout = run(sys.executable, str(ROOT / "fingerd.py"), "--version", cwd=venv)
+    metadata = run(
+        str(venv / "env" / "bin" / "python"), "-c", "from importlib.metadata import version; print(version('fingerd'))",
+        cwd=venv,
+    )
+    assert installed.returncode == 0 and checkout.returncode == 0, installed.stderr + checkout.stderr
+    assert installed.stdout == checkout.stdout == f"fingerd {metadata.stdout.strip()}\n"
+    assert metadata.stdout.strip() == fingerd.__version__
+
+
+def test_version_is_a_command_line_option_only(tmp_path):
+    """A ``version`` key in a config file is refused, as ``help`` and ``check-config`` are, not obeyed."""
+    config = tmp_path / "fingerd.conf"
+    config.write_text("version = 1\n")
+    refused = run(sys.executable, str(ROOT / "fingerd.py"), "-c", str(config), "--check-config", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "--version" in refused.stderr.splitlines()[-1] and f"fingerd {fingerd.__version__}" not in refused.stdout
