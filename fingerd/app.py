@@ -40,7 +40,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fingerd.config import Parser
 from fingerd.daemon.access import AccessError, check_status_file, setter_warnings
@@ -51,7 +51,6 @@ from fingerd.daemon.notify import Notifier
 from fingerd.daemon.pidfile import PidFile, PidFileError
 from fingerd.finger.answer import Policy
 from fingerd.finger.server import FingerServer, FingerSettings
-from fingerd.irc_bot import IRCBot
 from fingerd.setter.tcp import TcpSetterServer
 from fingerd.setter.unix import UnixSetterServer
 from fingerd.sources.base import Source
@@ -64,6 +63,9 @@ from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
 from fingerd.users.writer import StatusFileWriter
 from fingerd.web.server import WebServer, WebSettings
+
+if TYPE_CHECKING:
+    from fingerd.irc_bot import IRCBot
 
 log = logging.getLogger("fingerd")
 
@@ -163,9 +165,12 @@ class Application:
         return servers
 
     def _irc_bot(self) -> IRCBot | None:
+        """The bot, when configured; its module is imported only then, as `irc` is an optional extra."""
         options = self.options
         if options.irc_address is None:
             return None
+        from fingerd.irc_bot import IRCBot
+
         tls = ssl.create_default_context() if options.irc_tls else None
         return IRCBot(options.irc_address, options.irc_nick, options.irc_channel, self.directory, tls)
 

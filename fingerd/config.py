@@ -31,7 +31,7 @@ import configargparse
 from fingerd import __version__
 
 from fingerd.client import parse_host
-from fingerd.irc_bot import parse_server
+from fingerd.irc_server import MISSING, irc_missing, parse_server
 from fingerd.listen import resolve_listen_address
 from fingerd.protocol import is_valid_name
 from fingerd.sources.command import CommandSource
@@ -371,6 +371,8 @@ def _check_irc(options: argparse.Namespace) -> str:
         options.irc_address = parse_server(options.irc_server)
     except ValueError as error:
         return f"argument --irc-server: {error}"
+    if irc_missing():
+        return f"argument --irc-server: {MISSING}"
     if not IRC_NICK.fullmatch(options.irc_nick):
         return f"argument --irc-nick: not a valid IRC nick: {options.irc_nick!r}"
     for channel in options.irc_channel:

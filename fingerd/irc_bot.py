@@ -28,14 +28,13 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 
 import irc.client
 import irc.connection
 import irc.strings
 
-from fingerd.client import parse_host
 from fingerd.finger.answer import LOOKUP_FAILED, NO_SUCH_USER
+from fingerd.irc_server import IRCServer
 from fingerd.render import visible
 from fingerd.sources.directory import Directory, Lookup
 from fingerd.threads import join_all
@@ -44,37 +43,6 @@ log = logging.getLogger("fingerd.irc")
 
 MAX_REPLY_BYTES = 400
 COMMAND = "!finger"
-
-
-@dataclass(frozen=True)
-class IRCServer:
-    """Where the bot connects: ``--irc-server HOST[:PORT]``."""
-
-    host: str
-    port: int = 6667
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_server(text: str) -> IRCServer:
-    """``host``, ``host:port``, ``[v6::addr]:port``; ValueError when malformed."""
-    text = text.strip()
-    host, port = text, "6667"
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket:
-            raise ValueError(f"expected HOST[:PORT], got {text!r}")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"expected HOST[:PORT], got {text!r}")
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST[:PORT], got {text!r}")
-    return IRCServer(parse_host(host), int(port))
 
 
 def irc_line(text: str, limit: int = MAX_REPLY_BYTES) -> str:

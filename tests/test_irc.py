@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from fingerd.irc_bot import RateLimit, irc_line, parse_server, status_reply
+from fingerd.irc_bot import RateLimit, irc_line, status_reply
+from fingerd.irc_server import parse_server
 from fingerd.sources.directory import Directory, Lookup
 from fingerd.sources.file import FileSource
 from fingerd.users.table import UserTable

@@ -109,3 +109,39 @@ def test_version_is_a_command_line_option_only(tmp_path):
     refused = run(sys.executable, str(ROOT / "fingerd.py"), "-c", str(config), "--check-config", cwd=tmp_path)
     assert refused.returncode == 2
     assert "--version" in refused.stderr.splitlines()[-1] and f"fingerd {fingerd.__version__}" not in refused.stdout
+
+
+@pytest.fixture(scope="module")
+def bare_venv(wheel, tmp_path_factory) -> Path:
+    """The base install alone, dependencies from the package index, in an environment that sees nothing else."""
+    home = tmp_path_factory.mktemp("bare")
+    assert run(sys.executable, "-m", "venv", str(home / "env"), cwd=home).returncode == 0
+    installed = run(
+        str(home / "env" / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+        str(wheel), cwd=home,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return home
+
+
+def test_the_base_install_runs_without_the_irc_package(bare_venv):
+    """irc is an extra: without it the daemon configures and checks as usual."""
+    python = str(bare_venv / "env" / "bin" / "python")
+    assert run(python, "-c", "import irc", cwd=bare_venv).returncode != 0, "irc came with the base install"
+    checked = run(
+        str(bare_venv / "env" / "bin" / "fingerd"), "--check-config", "--status-file", str(bare_venv / "status"),
+        cwd=bare_venv,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "irc-server = \n" in checked.stdout
+
+
+def test_the_irc_bot_without_the_irc_package_says_what_to_install(bare_venv):
+    refused = run(
+        str(bare_venv / "env" / "bin" / "fingerd"), "--check-config", "--status-file", str(bare_venv / "status"),
+        "--irc-server", "irc.example.org", cwd=bare_venv,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == (
+        "fingerd: error: argument --irc-server: the IRC bot needs the irc package: pip install 'fingerd[irc]'"
+    )
