@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from fingerd.config_file import DEFAULT_CONFIG, ConfigFileError, read_setting
 from fingerd.render import printable, visible, visible_bytes
 
 DEFAULT_HOST = "localhost"
@@ -367,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fingerd query",
         usage=(
-            "%(prog)s [-h] [-l] [--port N] [--timeout SECONDS] [-e | --ascii]\n"
+            "%(prog)s [-h] [-l] [--port N] [-c FILE] [--timeout SECONDS] [-e | --ascii]\n"
             "       [/W] [[name][@host[:port]] | finger://host[:port]/name]"
         ),
         description="Ask a finger server (RFC 1288) about a user, or for its user list.",
@@ -377,7 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("words", nargs="*", metavar="TARGET", help="[name][@host[:port]]... or finger://host[:port]/name")
     add("-l", "--long", action="store_true", help="the verbose form (sends /W, as does a /W before TARGET)")
-    add("--port", type=_port, default=DEFAULT_PORT, metavar="N", help="port when TARGET names none (default 79)")
+    add(
+        "--port", type=_port, metavar="N",
+        help="port when TARGET names none (default 79; for the local daemon, its config's finger-port)",
+    )
+    add(
+        "-c", "--config", metavar="FILE",
+        help=f"the local daemon's config file, for its finger-port (default: {DEFAULT_CONFIG}, when readable)",
+    )
     add("--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="whole exchange (default 10)")
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument("-e", "--escape", action="store_true", help="show control characters as ^X and \\xNN")
@@ -417,12 +425,27 @@ def target_from_words(words: Sequence[str], long: bool, port: int) -> Target:
     return target
 
 
+def default_port(options: argparse.Namespace) -> int:
+    """The port for a target that names none: ``--port``, else the local daemon's, when no host is named."""
+    if options.port is not None:
+        return options.port
+    if any("@" in word or word[: len(URL_SCHEME)].lower() == URL_SCHEME for word in options.words):
+        return DEFAULT_PORT
+    configured = read_setting("finger-port", options.config)
+    if configured is None:
+        return DEFAULT_PORT
+    try:
+        return parse_port(configured)
+    except ValueError:
+        raise ValueError(f"finger-port in {options.config or DEFAULT_CONFIG} is not a port: {configured!r}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
     try:
-        target = target_from_words(options.words, options.long, options.port)
-    except ValueError as error:
+        target = target_from_words(options.words, options.long, default_port(options))
+    except (ValueError, ConfigFileError) as error:
         parser.error(str(error))
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")

@@ -69,6 +69,27 @@ def test_fingerd_query_subcommand(daemon):
     assert (result.returncode, result.stdout) == (0, b"Out to lunch\n")
 
 
+@pytest.mark.parametrize("before", [True, False])
+def test_fingerd_query_asks_the_local_daemon_on_its_configured_port(daemon, tmp_path, before):
+    """``-c FILE`` (before or after ``query``) gives the local daemon's finger-port to a target that names no host."""
+    config = tmp_path / "fingerd.conf"
+    config.write_text(f"finger-port = {daemon.port}\nbind = 127.0.0.1\n")
+    arguments = ("-c", str(config), "query", "bob") if before else ("query", "-c", str(config), "bob")
+    result = subprocess.run([sys.executable, str(ENTRY), *arguments], cwd=ROOT, capture_output=True, timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"Out to lunch\n", b"")
+
+
+def test_the_port_option_comes_before_the_config_file(daemon, tmp_path, ports):
+    config = tmp_path / "fingerd.conf"
+    config.write_text(f"finger-port = {ports.take()}\n")
+    result = client("-c", str(config), "--port", str(daemon.port), "bob")
+    assert (result.returncode, result.stdout) == (0, b"Out to lunch\n")
+    config.write_text("finger-port = seventy-nine\n")
+    refused = client("-c", str(config), "bob")
+    assert refused.returncode == 2
+    assert f"finger-port in {config} is not a port: 'seventy-nine'" in refused.stderr.decode()
+
+
 def test_ipv6_loopback_daemon(start_daemon):
     daemon = start_daemon(STATUS, bind="::1")
     assert client(f"alice@[::1]:{daemon.port}").stdout == b"Writing the finger daemon\n"

@@ -331,3 +331,68 @@ def test_a_status_directory_everyone_may_write_is_a_warning(start_daemon, shared
 
 def test_no_such_warning_for_a_private_directory(setter):
     assert "writable by every user" not in setter.log()
+
+
+def run_set(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environ = {key: value for key, value in os.environ.items() if key != "FINGERD_SETTER_SOCKET"}
+    return subprocess.run(
+        [sys.executable, str(ENTRY), *args], capture_output=True, timeout=20, env={**environ, **(env or {})}
+    )
+
+
+@pytest.mark.parametrize("where", ["before", "after", "joined"])
+def test_set_finds_the_socket_in_the_daemon_s_config_file(setter, tmp_path, where):
+    """``-c FILE`` before or after ``set``, as the daemon is started with it: no --socket to tell every user."""
+    config = tmp_path / "fingerd.conf"
+    config.write_text(f"finger-port = 7979\nsetter-socket = {setter.setter_socket}\n")
+    arguments = {
+        "before": ("-c", str(config), "set", f"via -c {where}"),
+        "after": ("set", "-c", str(config), f"via -c {where}"),
+        "joined": (f"--config={config}", "set", f"via -c {where}"),
+    }[where]
+    result = run_set(*arguments)
+    assert result.returncode == 0, result.stderr
+    setter.wait_for_reply(b"root\r\n", f"via -c {where}\r\n".encode())
+
+
+def test_socket_option_and_environment_come_before_the_config_file(setter, tmp_path):
+    config = tmp_path / "fingerd.conf"
+    config.write_text(f"setter-socket = {tmp_path / 'elsewhere.sock'}\n")
+    by_environment = run_set("set", "-c", str(config), "from env", env={"FINGERD_SETTER_SOCKET": setter.setter_socket})
+    assert by_environment.returncode == 0, by_environment.stderr
+    by_option = run_set("set", "-c", str(config), "--socket", setter.setter_socket, "from option")
+    assert by_option.returncode == 0, by_option.stderr
+    setter.wait_for_reply(b"root\r\n", b"from option\r\n")
+
+
+def test_a_config_without_a_setter_socket_is_said_so(tmp_path):
+    config = tmp_path / "fingerd.conf"
+    config.write_text("setter-socket =\n")
+    result = run_set("set", "-c", str(config), "hello")
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == (
+        f"fingerd set: the daemon has no setter socket: setter-socket is empty in {config}"
+    )
+    missing = run_set("set", "-c", str(tmp_path / "none.conf"), "hello")
+    assert missing.returncode == 2
+    assert f"no config file {tmp_path / 'none.conf'}" in missing.stderr.decode()
+
+
+def test_a_socket_nobody_answers_is_called_stale(tmp_path):
+    """A socket file left by a daemon that died: connecting is refused, and the message says why."""
+    path = tmp_path / "left.sock"
+    leftover = socket.socket(socket.AF_UNIX)
+    leftover.bind(str(path))
+    leftover.close()
+    result = run_set("set", "--socket", str(path), "hello")
+    assert result.returncode == 3
+    assert result.stderr.decode().strip() == f"fingerd set: stale socket at {path}: the finger daemon is not running"
+
+
+def test_python_m_fingerd_cli_is_the_fingerd_command(setter):
+    result = subprocess.run(
+        [sys.executable, "-m", "fingerd.cli", "set", "--socket", setter.setter_socket, "through -m"],
+        capture_output=True, timeout=20, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    setter.wait_for_reply(b"root\r\n", b"through -m\r\n")

@@ -1,8 +1,11 @@
 """``fingerd set``: set your status through the daemon's Unix socket.
 
 Standard library only, so it runs under any Python 3 on the host, not just
-the daemon's environment.  Exit status: 0 done, 1 refused by the daemon,
-2 bad usage, 3 the daemon could not be reached.
+the daemon's environment.  It finds the socket as the daemon was told it:
+``--socket``, then ``$FINGERD_SETTER_SOCKET``, then ``setter-socket`` in the
+daemon's config file (``-c FILE``, else /etc/fingerd.conf when readable),
+then the default.  Exit status: 0 done, 1 refused by the daemon, 2 bad
+usage, 3 the daemon could not be reached.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from fingerd.config_file import DEFAULT_CONFIG, ConfigFileError, read_setting
 from fingerd.setter.protocol import MAX_STATUS_BYTES
 
 DEFAULT_SOCKET = "/run/fingerd/setter.sock"
+ENVIRONMENT_KEY = "FINGERD_SETTER_SOCKET"
 TIMEOUT = 15.0
 REFUSED, USAGE, UNREACHABLE = 1, 2, 3
 
@@ -33,11 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clear", action="store_true", help="remove your entry")
     parser.add_argument(
         "--socket",
-        default=os.environ.get("FINGERD_SETTER_SOCKET", DEFAULT_SOCKET),
         metavar="PATH",
-        help=f"the daemon's setter socket (default: $FINGERD_SETTER_SOCKET or {DEFAULT_SOCKET})",
+        help=f"the daemon's setter socket (default: ${ENVIRONMENT_KEY}, the config's setter-socket, {DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"the daemon's config file, for its setter-socket (default: {DEFAULT_CONFIG}, when readable)",
     )
     return parser
+
+
+def find_socket(options: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """The setter socket, chosen the way the daemon chooses it: option, environment, config file, default."""
+    if options.socket:
+        return options.socket
+    if environ.get(ENVIRONMENT_KEY):
+        return environ[ENVIRONMENT_KEY]
+    try:
+        value = read_setting("setter-socket", options.config)
+    except ConfigFileError as error:
+        raise UsageError(str(error)) from None
+    if value == "":
+        raise UsageError(f"the daemon has no setter socket: setter-socket is empty in {options.config or DEFAULT_CONFIG}")
+    return value or DEFAULT_SOCKET
 
 
 class UsageError(Exception):
@@ -78,17 +103,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.clear and options.message:
         parser.error("--clear takes no message")
     try:
+        path = find_socket(options, os.environ)
+    except UsageError as error:
+        print(f"fingerd set: {error}", file=sys.stderr)
+        return USAGE
+    try:
         request = build_request(options, sys.stdin)
     except UsageError as error:
         print(f"fingerd set: {error}", file=sys.stderr)
         return REFUSED
     try:
-        reply = send(options.socket, request)
-    except (FileNotFoundError, ConnectionRefusedError):
-        print(f"fingerd set: the finger daemon is not running (no socket at {options.socket})", file=sys.stderr)
+        reply = send(path, request)
+    except FileNotFoundError:
+        print(f"fingerd set: the finger daemon is not running (no socket at {path})", file=sys.stderr)
+        return UNREACHABLE
+    except ConnectionRefusedError:
+        print(f"fingerd set: stale socket at {path}: the finger daemon is not running", file=sys.stderr)
         return UNREACHABLE
     except OSError as error:
-        print(f"fingerd set: cannot reach the finger daemon at {options.socket}: {error.strerror or error}", file=sys.stderr)
+        print(f"fingerd set: cannot reach the finger daemon at {path}: {error.strerror or error}", file=sys.stderr)
         return UNREACHABLE
     if reply.startswith("OK"):
         print(reply[3:].strip() or "OK")

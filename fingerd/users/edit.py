@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -46,17 +45,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from fingerd.config_file import DEFAULT_CONFIG, ConfigFileError, read_setting
 from fingerd.users.statusfile import DEFAULT_PATH, parse_status_file
 from fingerd.users.writer import Change, SaveNotCarried, StatusFileWriter
 
-DEFAULT_CONFIG = "/etc/fingerd.conf"
 DEFAULT_STATUS_FILE = DEFAULT_PATH
 ENVIRONMENT_KEY = "FINGERD_STATUS_FILE"
 NOT_INSTALLED, USAGE = 1, 2
 MAX_DIFF_LINES = 40
-CONFIG_LINE = re.compile(
-    r"^(?P<key>[^:=;#\s]+)\s*(?:(?P<equal>[:=\s])\s*(['\"]?)(?P<value>.+?)?\3)?\s*(?:\s[;#]\s*(?P<comment>.*?)\s*)?$"
-)
 
 
 class UsageError(Exception):
@@ -104,30 +100,11 @@ def find_status_file(options: argparse.Namespace, environ: Mapping[str, str]) ->
         return options.status_file
     if environ.get(ENVIRONMENT_KEY):
         return environ[ENVIRONMENT_KEY]
-    path = options.config or DEFAULT_CONFIG
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            value = config_value(handle.read(), "status-file")
-    except FileNotFoundError:
-        if options.config:
-            raise UsageError(f"no config file {path}") from None
-        return DEFAULT_STATUS_FILE
-    except OSError as error:
-        raise UsageError(f"cannot read config file {path}: {error.strerror}") from None
+        value = read_setting("status-file", options.config, unreadable_default_is_error=True)
+    except ConfigFileError as error:
+        raise UsageError(str(error)) from None
     return value or DEFAULT_STATUS_FILE
-
-
-def config_value(text: str, key: str) -> str | None:
-    """``key``'s value in a config file, read the way the daemon's parser (configargparse) reads it."""
-    value = None
-    for line in text.split("\n"):
-        line = line.strip()
-        if not line or line[0] in "#;[" or line.startswith("---"):
-            continue
-        match = CONFIG_LINE.match(line)
-        if match and match["key"] == key:
-            value = match["value"] or ""
-    return value
 
 
 def editor_command(environ: Mapping[str, str]) -> list[str]:
