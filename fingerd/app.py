@@ -42,7 +42,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fingerd.config import Parser
+from fingerd.config import Parser, names_config_file
+from fingerd.config_file import DEFAULT_CONFIG
 from fingerd.daemon.access import AccessError, check_status_file, setter_warnings
 from fingerd.daemon.access_log import AccessLog
 from fingerd.daemon.identity import IdentityError, drop_privileges, target_ids
@@ -399,9 +400,10 @@ class Application:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fingerd` command."""
-    parser = Parser()
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = Parser(default_config=None if names_config_file(args) else DEFAULT_CONFIG)
     try:
-        options = parser.parse(argv)
+        options = parser.parse(args)
     except SystemExit as exit:
         if exit.code:
             Notifier().failed(errno.EINVAL)
@@ -410,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(parser.effective(options))
         return 0
     logs = Logs(options.log_level, options.syslog, options.log_peers)
+    log.info("config file: %s", parser.config_file_read(options) or f"none ({DEFAULT_CONFIG} does not exist)")
     log.info("configuration: %s", parser.origins_line())
     log.info("effective configuration: %s", parser.effective_line(options))
     application = Application(options, logs)

@@ -31,6 +31,7 @@ import configargparse
 from fingerd import __version__
 
 from fingerd.client import parse_host
+from fingerd.config_file import DEFAULT_CONFIG
 from fingerd.irc_server import MISSING, irc_missing, parse_server
 from fingerd.listen import resolve_listen_address
 from fingerd.protocol import is_valid_name
@@ -63,11 +64,22 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-class Parser(configargparse.ArgumentParser):
-    """The daemon's option parser, with value checks after parsing."""
+def names_config_file(argv: Sequence[str]) -> bool:
+    """True when the command line names a config file (``-c FILE``, ``-cFILE``, ``--config[=]FILE``)."""
+    return any(arg in ("-c", "--config") or arg.startswith("--config=") or arg[:2] == "-c" for arg in argv)
 
-    def __init__(self) -> None:
+
+class Parser(configargparse.ArgumentParser):
+    """The daemon's option parser, with value checks after parsing.
+
+    ``default_config``: the config file read when the command line names
+    none (`DEFAULT_CONFIG`, when it exists); pass None when it names one,
+    so that ``-c`` replaces the default file rather than adds to it.
+    """
+
+    def __init__(self, default_config: str | None = None) -> None:
         super().__init__(
+            default_config_files=[default_config] if default_config else [],
             prog="fingerd",
             description="A finger server (RFC 1288) built on threads.",
             epilog=EPILOG,
@@ -94,6 +106,12 @@ class Parser(configargparse.ArgumentParser):
         if problem:
             self.error(problem)
         return options
+
+    def config_file_read(self, options: argparse.Namespace) -> str | None:
+        """The config file these options were read from, if any."""
+        if options.config:
+            return options.config
+        return next((path for path in self._default_config_files if os.path.isfile(path)), None)
 
     def unknown_keys(self) -> str:
         """A config-file key that names no option, said as such (configargparse reports it as a flag)."""
@@ -179,7 +197,10 @@ _level = _checked(str.lower, lambda value: value in LOG_LEVELS, "one of " + ", "
 
 def _add_options(parser: configargparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("-c", "--config", is_config_file=True, metavar="FILE", help="config file (key = value lines)")
+    add(
+        "-c", "--config", is_config_file=True, metavar="FILE",
+        help=f"config file (key = value lines); without -c, {DEFAULT_CONFIG} when it exists",
+    )
     add("--check-config", action="store_true", help="validate, print the effective configuration, exit")
     add("--version", action="version", version=f"%(prog)s {__version__}", help="print the version, exit")
 
