@@ -16,6 +16,7 @@ deep inside a service.  Options whose service is not built yet are accepted
 from __future__ import annotations
 
 import argparse
+import difflib
 import grp
 import os
 import pwd
@@ -24,6 +25,7 @@ import shlex
 import shutil
 import ssl
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import configargparse
@@ -31,7 +33,7 @@ import configargparse
 from fingerd import __version__
 
 from fingerd.client import parse_host
-from fingerd.config_file import DEFAULT_CONFIG
+from fingerd.config_file import DEFAULT_CONFIG, config_value
 from fingerd.irc_server import MISSING, irc_missing, parse_server
 from fingerd.listen import resolve_listen_address
 from fingerd.protocol import is_valid_name
@@ -62,6 +64,17 @@ class _HelpFormatter(argparse.HelpFormatter):
         if action.default not in (None, "", False, argparse.SUPPRESS) and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
+
+
+def _where(path: str, key: str) -> str:
+    """``path:line`` of the line that sets ``key`` (the last one: it wins), or just ``path``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().split("\n")
+    except OSError:
+        return path
+    numbers = [number for number, line in enumerate(lines, start=1) if config_value(line, key) is not None]
+    return f"{path}:{numbers[-1]}" if numbers else path
 
 
 def names_config_file(argv: Sequence[str]) -> bool:
@@ -101,11 +114,32 @@ class Parser(configargparse.ArgumentParser):
         """Parse and check; exits with status 2 and a message on bad input."""
         options, unknown = self.parse_known_args(argv)
         if unknown:
-            self.error(self.unknown_keys() or f"unrecognized arguments: {' '.join(unknown)}")
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
         problem = self.unknown_environment() or resolve(options)
         if problem:
             self.error(problem)
         return options
+
+    def error(self, message: str) -> NoReturn:
+        """A mistake in a config file: one line naming the file, the line and the key, no usage; others as argparse."""
+        located = self.config_file_problem(message)
+        if located:
+            self.exit(2, f"{self.prog}: {located}\n")
+        super().error(message)
+
+    def config_file_problem(self, message: str) -> str:
+        """``message`` said as ``FILE:LINE: ...`` when a config file caused it (an unknown key, or its bad value); else ""."""
+        option = re.match(r"argument (?:-\w/)?--([\w-]+): (.*)", message, re.DOTALL)
+        for source, settings in getattr(self, "_source_to_settings", {}).items():
+            kind, _, path = source.partition("|")
+            if kind != "config_file":
+                continue
+            for key, (action, _) in settings.items():
+                if action is None:
+                    return f"{_where(path, key)}: unknown key {key!r}{self._suggestion(key)}"
+            if option and option[1] in settings:
+                return f"{_where(path, option[1])}: {option[1]}: {option[2]}"
+        return ""
 
     def config_file_read(self, options: argparse.Namespace) -> str | None:
         """The config file these options were read from, if any."""
@@ -113,14 +147,10 @@ class Parser(configargparse.ArgumentParser):
             return options.config
         return next((path for path in self._default_config_files if os.path.isfile(path)), None)
 
-    def unknown_keys(self) -> str:
-        """A config-file key that names no option, said as such (configargparse reports it as a flag)."""
-        for source, settings in self.get_source_to_settings_dict().items():
-            kind, _, path = source.partition("|")
-            unknown = [key for key, (action, _) in settings.items() if kind == "config_file" and action is None]
-            if unknown:
-                return f"config file {path}: unknown key {unknown[0]!r} (keys are the long options without their dashes)"
-        return ""
+    def _suggestion(self, key: str) -> str:
+        keys = [name for action in self._actions for name in self.get_possible_config_keys(action)]
+        close = difflib.get_close_matches(key, keys, n=1)
+        return f" (did you mean {close[0]!r}?)" if close else " (keys are the long options without their dashes)"
 
     def unknown_environment(self) -> str:
         """A FINGERD_ variable that names no option is a typo worth stopping for."""

@@ -134,15 +134,35 @@ def test_bad_option_exits_2_naming_it(args, option, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_config_key_exits_2(tmp_path):
+def test_unknown_config_key_exits_2_in_one_line_naming_file_line_and_key(tmp_path):
     config = tmp_path / "fingerd.conf"
-    config.write_text("finger-port = 7979\nfinger-prot = 80\n")
+    config.write_text("finger-port = 7979\n# the port\nfinger-prot = 80\n")
     result = run_fingerd("-c", str(config))
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1] == (
-        f"fingerd: error: config file {config}: unknown key 'finger-prot' (keys are the long options without their dashes)"
-    )
-    assert "Traceback" not in result.stderr
+    assert result.stderr == f"fingerd: {config}:3: unknown key 'finger-prot' (did you mean 'finger-port'?)\n"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("timeout = never\n", "{config}:2: timeout: invalid value 'never': seconds, more than 0 and at most 86400"),
+        ("finger-port = 7979\n", "{config}:2: finger-port: invalid value 'x': a port number from 0 to 65535"),
+        ("version = 1\n", "{config}:2: unknown key 'version' (keys are the long options without their dashes)"),
+    ],
+)
+def test_a_bad_line_in_the_config_file_is_one_line_naming_it(tmp_path, text, expected):
+    """The value that counts is the last one given; a key the command line alone takes is not a config key."""
+    config = tmp_path / "fingerd.conf"
+    config.write_text("# first\n" + text.replace("7979", "x"))
+    result = run_fingerd("-c", str(config), "--status-file", str(tmp_path / "status"))
+    assert result.returncode == 2
+    assert result.stderr == "fingerd: " + expected.format(config=config) + "\n"
+
+
+def test_a_bad_value_on_the_command_line_still_shows_the_usage(tmp_path):
+    result = run_fingerd("--status-file", str(tmp_path / "status"), "--timeout", "never")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: fingerd")
 
 
 def test_missing_config_file_exits_2(tmp_path):
