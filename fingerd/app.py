@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import resource
 import select
 import signal
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fingerd.config import Parser, names_config_file
 from fingerd.config_file import DEFAULT_CONFIG
-from fingerd.daemon.access import AccessError, check_status_file, setter_warnings
+from fingerd.daemon.access import AccessError, check_log_file, check_pidfile, check_status_file, setter_warnings
 from fingerd.daemon.access_log import AccessLog
 from fingerd.daemon.identity import IdentityError, drop_privileges, target_ids
 from fingerd.daemon.logs import Logs
@@ -398,6 +399,41 @@ class Application:
         parts.append(("spare", self.spare_descriptors))
         return sum(count for _, count in parts), " + ".join(f"{count} {name}" for name, count in parts)
 
+def check_as_the_daemon_user(options: argparse.Namespace) -> int:
+    """``--check-config``: the start-up's access checks, as the user the daemon would become; 0 or 2.
+
+    A child process drops privileges and checks, so this process keeps
+    its own identity and nothing is bound or written.  Errors print as
+    the start-up prints them; warnings too, as warnings.
+    """
+    pid = os.fork()
+    if pid:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    status = 2
+    try:
+        drop_privileges(options.user, options.group)
+        for problem in access_problems(options):
+            print(f"fingerd: {problem}", file=sys.stderr)
+        status = 0
+    except (IdentityError, AccessError) as error:
+        print(f"fingerd: {error}", file=sys.stderr)
+    finally:
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def access_problems(options: argparse.Namespace) -> list[str]:
+    """Raise AccessError for what would stop the start-up; the warnings it would log."""
+    check_status_file(options.status_file)
+    if options.pidfile:
+        check_pidfile(options.pidfile)
+    if options.log_file:
+        check_log_file(options.log_file)
+    if not options.setter_socket and not options.setter_port:
+        return []
+    return [f"warning: {problem}" for problem in setter_warnings(options.status_file, options.setter_socket or None)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fingerd` command."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -410,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     if options.check_config:
         sys.stdout.write(parser.effective(options))
-        return 0
+        sys.stdout.flush()
+        return check_as_the_daemon_user(options)
     logs = Logs(options.log_level, options.syslog, options.log_peers)
     log.info("config file: %s", parser.config_file_read(options) or f"none ({DEFAULT_CONFIG} does not exist)")
     log.info("configuration: %s", parser.origins_line())

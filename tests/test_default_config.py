@@ -39,7 +39,9 @@ def with_etc_config(
 
 
 def test_without_c_the_daemon_reads_etc_fingerd_conf(tmp_path):
-    result = with_etc_config(tmp_path, ETC_CONFIG, "--check-config", "--status-file", str(tmp_path / "status"))
+    result = with_etc_config(
+        tmp_path, ETC_CONFIG, "--check-config", "--status-file", str(tmp_path / "status"), "--user", "root"
+    )
     assert result.returncode == 0, result.stderr
     assert "finger-port = 7777" in result.stdout
     assert "/etc/fingerd.conf" in result.stdout.partition("# where the values came from")[2]

@@ -10,6 +10,7 @@ a copy of the source, so it leaves no ``build/`` behind in the checkout.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import fingerd
 from conftest import ROOT
 
 TEMPLATES = ROOT / "fingerd" / "web" / "templates"
+IDENTITY = ("--user", "root", "--group", "root") if os.geteuid() == 0 else ()
+"""As root the check runs as --user (nobody by default), who cannot reach pytest's private directories."""
 
 
 def run(*command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -77,7 +80,8 @@ def test_the_installed_command_runs_from_its_own_files(venv):
 def test_the_installed_command_loads_its_templates(venv):
     """--check-config loads the packaged templates: a missing file would be exit 2."""
     checked = run(
-        str(venv / "env" / "bin" / "fingerd"), "--check-config", "--status-file", str(venv / "status"), cwd=venv
+        str(venv / "env" / "bin" / "fingerd"), "--check-config", "--status-file", str(venv / "status"), *IDENTITY,
+        cwd=venv,
     )
     assert checked.returncode == 0, checked.stderr
     assert "web-port = 8000" in checked.stdout
@@ -108,7 +112,7 @@ def test_version_is_a_command_line_option_only(tmp_path):
     config.write_text("version = 1\n")
     refused = run(sys.executable, str(ROOT / "fingerd.py"), "-c", str(config), "--check-config", cwd=tmp_path)
     assert refused.returncode == 2
-    assert "--version" in refused.stderr.splitlines()[-1] and f"fingerd {fingerd.__version__}" not in refused.stdout
+    assert refused.stderr == f"fingerd: {config}:1: unknown key 'version' (keys are the long options without their dashes)\n"
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +134,7 @@ def test_the_base_install_runs_without_the_irc_package(bare_venv):
     assert run(python, "-c", "import irc", cwd=bare_venv).returncode != 0, "irc came with the base install"
     checked = run(
         str(bare_venv / "env" / "bin" / "fingerd"), "--check-config", "--status-file", str(bare_venv / "status"),
-        cwd=bare_venv,
+        *IDENTITY, cwd=bare_venv,
     )
     assert checked.returncode == 0, checked.stderr
     assert "irc-server = \n" in checked.stdout

@@ -56,6 +56,24 @@ def check_status_file(path: str) -> None:
         raise AccessError(f"argument --status-file: {running_user()} cannot list {directory}, so edits go unseen")
 
 
+def check_pidfile(path: str) -> None:
+    """Raise AccessError unless the running user can write the pidfile: beside it, then renamed over it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise AccessError(f"argument --pidfile: {running_user()} cannot write in {directory}")
+
+
+def check_log_file(path: str) -> None:
+    """Raise AccessError unless the running user can append to the log file, or create it."""
+    if os.path.isfile(path):
+        if not os.access(path, os.W_OK):
+            raise AccessError(f"argument --log-file: {path} is not writable by {running_user()}")
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise AccessError(f"argument --log-file: {running_user()} cannot create {path}")
+
+
 def setter_warnings(status_file: str, setter_socket: str | None) -> list[str]:
     """Problems that only the setters will meet; one sentence each."""
     problems = []
