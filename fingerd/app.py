@@ -47,6 +47,7 @@ from fingerd.config import Parser, names_config_file
 from fingerd.config_file import DEFAULT_CONFIG
 from fingerd.daemon.access import AccessError, check_log_file, check_pidfile, check_status_file, setter_warnings
 from fingerd.daemon.access_log import AccessLog
+from fingerd.daemon.activation import ActivationError, take_passed_sockets
 from fingerd.daemon.identity import IdentityError, drop_privileges, target_ids
 from fingerd.daemon.logs import Logs
 from fingerd.daemon.notify import Notifier
@@ -225,8 +226,7 @@ class Application:
     def _start(self) -> None:
         self.notifier.connect()
         self._raise_descriptor_limit()
-        for listener in list(self.listeners):
-            self._bind(listener)
+        self._adopt_or_bind()
         self._bind_socket_setter()
         reserve = DescriptorReserve()
         for listener in self.listeners:
@@ -275,6 +275,25 @@ class Application:
             self.logs.use_file(path)
         except OSError as error:
             raise StartupError(f"argument --log-file: cannot open {path!r}: {error.strerror}", 2, error.errno) from None
+
+    def _adopt_or_bind(self) -> None:
+        """Each listener serves on the socket systemd passed for it, if any, else binds its own."""
+        try:
+            passed = take_passed_sockets(os.environ)
+        except ActivationError as error:
+            raise StartupError(f"socket activation: {error}", 2) from None
+        for listener in list(self.listeners):
+            sock = passed.pop(listener.name, None)
+            if sock is None:
+                self._bind(listener)
+                continue
+            listener.adopt(sock)
+            log.info("%s: serving on %s, passed by the service manager", listener.name, listener.listen_address)
+        if passed:
+            for sock in passed.values():
+                sock.close()
+            unused = ", ".join(sorted(passed))
+            raise StartupError(f"socket activation: {unused} passed, but that service is off in the configuration", 2)
 
     def _bind(self, server: Listener) -> None:
         try:

@@ -147,3 +147,51 @@ def test_runs_unprivileged_with_only_the_bind_capability():
             assert daemon.stop() == 0
         finally:
             daemon.close()
+
+
+SOCKET = ROOT / "init" / "fingerd.socket"
+DROP_IN = ROOT / "init" / "fingerd-socket.conf"
+
+
+def socket_activated(directory: Path, drop_in: str) -> Path:
+    """The service, the socket unit and the drop-in laid out as in /etc/systemd/system; the service's path."""
+    unit = unit_copy(directory, UNIT.read_text())
+    (directory / "fingerd.socket").write_text(SOCKET.read_text())
+    (directory / "fingerd.service.d").mkdir()
+    (directory / "fingerd.service.d" / "socket.conf").write_text(drop_in)
+    return unit
+
+
+def analyze_in(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    """systemd-analyze looking for units (and their drop-ins) in ``directory`` first."""
+    return subprocess.run(
+        ["systemd-analyze", *args], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{directory}:"),
+    )
+
+
+def test_the_socket_unit_names_the_finger_socket_as_the_daemon_expects():
+    assert re.search(r"^FileDescriptorName=finger$", SOCKET.read_text(), re.MULTILINE)
+    assert re.search(r"^ListenStream=79$", SOCKET.read_text(), re.MULTILINE)
+    assert re.search(r"^Service=fingerd.service$", SOCKET.read_text(), re.MULTILINE)
+
+
+def test_the_socket_unit_and_the_drop_in_verify_silently(tmp_path):
+    unit = socket_activated(tmp_path, DROP_IN.read_text())
+    result = analyze_in(tmp_path, "verify", str(tmp_path / "fingerd.socket"), str(unit))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == ""
+    (tmp_path / "misspelt").mkdir()
+    misspelt = socket_activated(tmp_path / "misspelt", DROP_IN.read_text().replace("Ambient", "Ambeint"))
+    reported = analyze_in(tmp_path / "misspelt", "verify", str(misspelt))
+    assert "Ambeint" in reported.stdout + reported.stderr, "the drop-in was not read"
+
+
+def test_with_the_drop_in_the_service_gets_no_capability(tmp_path):
+    """systemd's own reading of the unit: no ambient capability once the socket unit binds port 79."""
+    unit = socket_activated(tmp_path, DROP_IN.read_text())
+    rating = analyze_in(tmp_path, "security", "--offline=true", str(unit)).stdout
+    assert re.search(r"^✓ AmbientCapabilities=\s", rating, re.MULTILINE), rating
+    (tmp_path / "plain").mkdir()
+    plain = analyze("security", "--offline=true", str(unit_copy(tmp_path / "plain", UNIT.read_text()))).stdout
+    assert re.search(r"^✗ AmbientCapabilities=\s", plain, re.MULTILINE), "the check cannot tell the two apart"
