@@ -99,6 +99,40 @@ class StartupError(Exception):
         self.errno = error_number or (errno.EINVAL if status == 2 else errno.EIO)
 
 
+def configured_source(name: str, options: argparse.Namespace, table: UserTable) -> Source:
+    """One configured source; the option values were checked (and timeouts cut to --timeout) by `fingerd.config`."""
+    if name == "passwd":
+        return PasswdSource(options.passwd_min_uid, options.passwd_deny)
+    if name == "command":
+        return CommandSource(options.command_argv, options.command_timeout)
+    if name == "web":
+        # Imported only when configured (still before the privilege drop):
+        # requests and urllib3 cost every other daemon 6 MiB and start-up time.
+        from fingerd.sources.web import WebSource
+
+        return WebSource(options.web_url, options.web_timeout, options.web_cache_ttl)
+    return FileSource(table)
+
+
+def configured_directory(options: argparse.Namespace, table: UserTable) -> Directory:
+    """The sources of ``--source``, asked in that order."""
+    return Directory([configured_source(name, options, table) for name in options.source], table)
+
+
+def finger_settings(options: argparse.Namespace) -> FingerSettings:
+    return FingerSettings(
+        timeout=options.timeout,
+        max_connections=options.max_connections,
+        max_per_address=options.max_per_address,
+        policy=Policy(
+            list_users=options.list_users,
+            forwarding=options.forwarding,
+            forward_max_hops=options.forward_max_hops,
+            forward_allow=frozenset(options.forward_allow),
+        ),
+    )
+
+
 class Application:
     """The running daemon."""
 
@@ -111,20 +145,9 @@ class Application:
         self.logs = logs
         self.table = UserTable()
         self.watcher = StatusFileWatcher(options.status_file, self.table)
-        self.directory = Directory([self._source(name) for name in options.source], self.table)
-        settings = FingerSettings(
-            timeout=options.timeout,
-            max_connections=options.max_connections,
-            max_per_address=options.max_per_address,
-            policy=Policy(
-                list_users=options.list_users,
-                forwarding=options.forwarding,
-                forward_max_hops=options.forward_max_hops,
-                forward_allow=frozenset(options.forward_allow),
-            ),
-        )
+        self.directory = configured_directory(options, self.table)
         self.access = AccessLog(logs)
-        self.finger = FingerServer(options.finger_address, self.directory, settings, self.access)
+        self.finger = FingerServer(options.finger_address, self.directory, finger_settings(options), self.access)
         self.writer = StatusFileWriter(options.status_file)
         self.listeners: list[Listener] = [self.finger, *self._web_servers(), *self._tcp_setter()]
         self.socket_setter = self._socket_setter()
@@ -137,21 +160,6 @@ class Application:
         self._wake_writer.setblocking(False)
         self._stop_requested = False
         self._reload_requested = False
-
-    def _source(self, name: str) -> Source:
-        """One configured source; the option values were checked (and timeouts cut to --timeout) by `fingerd.config`."""
-        options = self.options
-        if name == "passwd":
-            return PasswdSource(options.passwd_min_uid, options.passwd_deny)
-        if name == "command":
-            return CommandSource(options.command_argv, options.command_timeout)
-        if name == "web":
-            # Imported only when configured (still before the privilege drop):
-            # requests and urllib3 cost every other daemon 6 MiB and start-up time.
-            from fingerd.sources.web import WebSource
-
-            return WebSource(options.web_url, options.web_timeout, options.web_cache_ttl)
-        return FileSource(self.table)
 
     def _web_servers(self) -> list[WebServer]:
         options = self.options
@@ -467,6 +475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(parser.effective(options))
         sys.stdout.flush()
         return check_as_the_daemon_user(options)
+    if options.inetd:
+        from fingerd.inetd import serve_one
+
+        return serve_one(options, Logs(options.log_level, options.syslog or not options.log_file, options.log_peers))
     logs = Logs(options.log_level, options.syslog, options.log_peers)
     log.info("config file: %s", parser.config_file_read(options) or f"none ({DEFAULT_CONFIG} does not exist)")
     log.info("configuration: %s", parser.origins_line())

@@ -46,7 +46,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SOURCES = ("file", "passwd", "command", "web")
 SYSLOG_SOCKET = "/dev/log"
 PLANNED = " (accepted, not implemented yet)"
-COMMAND_LINE_ONLY = ("help", "version", "config", "check_config")
+COMMAND_LINE_ONLY = ("help", "version", "config", "check_config", "inetd")
 EPILOG = (
     "Every long option is also a config-file key (finger-port = 79) and an environment "
     "variable (FINGERD_FINGER_PORT). Precedence: command line, environment, config file, default. "
@@ -233,6 +233,10 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     )
     add("--check-config", action="store_true", help="validate, print the effective configuration, exit")
     add("--version", action="version", version=f"%(prog)s {__version__}", help="print the version, exit")
+    add(
+        "--inetd", action="store_true",
+        help="answer the one connection on standard input (from inetd or xinetd, nowait), then exit; logs to syslog",
+    )
 
     finger = parser.add_argument_group("finger service")
     finger.add_argument("--status-file", default=DEFAULT_PATH, metavar="PATH", help="the status file")
