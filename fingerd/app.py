@@ -452,13 +452,12 @@ def check_as_the_daemon_user(options: argparse.Namespace) -> int:
 def access_problems(options: argparse.Namespace) -> list[str]:
     """Raise AccessError for what would stop the start-up; the warnings it would log."""
     check_status_file(options.status_file)
-    if options.pidfile:
-        check_pidfile(options.pidfile)
+    problems = check_pidfile(options.pidfile) if options.pidfile else []
     if options.log_file:
-        check_log_file(options.log_file)
-    if not options.setter_socket and not options.setter_port:
-        return []
-    return [f"warning: {problem}" for problem in setter_warnings(options.status_file, options.setter_socket or None)]
+        problems += check_log_file(options.log_file)
+    if options.setter_socket or options.setter_port:
+        problems += setter_warnings(options.status_file, options.setter_socket or None)
+    return [f"warning: {problem}" for problem in problems]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

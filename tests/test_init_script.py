@@ -173,7 +173,7 @@ def test_a_broken_config_fails_fast_with_the_daemon_error(service):
     service.write_config(**{"timeout": "soon"})
     result = service.run("start")
     assert result.returncode == 6, "LSB: program is not configured"
-    assert "argument --timeout: invalid value 'soon'" in result.stderr
+    assert f"fingerd: {service.config}:" in result.stderr and "timeout: invalid value 'soon'" in result.stderr
     assert "failed" in result.stdout
     assert "Traceback" not in result.stderr
     assert not service.pidfile.exists()
@@ -197,7 +197,7 @@ def test_a_broken_config_does_not_stop_a_running_daemon_on_restart(service):
     service.write_config(**{"user": "no-such-user-here"})
     result = service.run("restart")
     assert result.returncode == 6
-    assert "argument --user: no such user: 'no-such-user-here'" in result.stderr
+    assert f"fingerd: {service.config}:" in result.stderr and "user: no such user: 'no-such-user-here'" in result.stderr
     assert service.pid() == pid and service.run("status").returncode == 0
     assert service.run("stop").returncode == 0, "stopping needs no valid configuration"
     assert not Path(f"/proc/{pid}").exists()

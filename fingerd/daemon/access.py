@@ -56,22 +56,30 @@ def check_status_file(path: str) -> None:
         raise AccessError(f"argument --status-file: {running_user()} cannot list {directory}, so edits go unseen")
 
 
-def check_pidfile(path: str) -> None:
-    """Raise AccessError unless the running user can write the pidfile: beside it, then renamed over it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise AccessError(f"argument --pidfile: {running_user()} cannot write in {directory}")
+def check_pidfile(path: str) -> list[str]:
+    """Raise AccessError unless the running user can write the pidfile (beside it, then renamed over it).
+
+    A directory that does not exist yet is a warning: the init script and
+    systemd (``RuntimeDirectory``) make it for the daemon's user.
+    """
+    return _check_directory("--pidfile", os.path.dirname(os.path.abspath(path)))
 
 
-def check_log_file(path: str) -> None:
-    """Raise AccessError unless the running user can append to the log file, or create it."""
+def check_log_file(path: str) -> list[str]:
+    """Raise AccessError unless the running user can append to the log file, or create it; warnings as above."""
     if os.path.isfile(path):
         if not os.access(path, os.W_OK):
             raise AccessError(f"argument --log-file: {path} is not writable by {running_user()}")
-        return
-    directory = os.path.dirname(os.path.abspath(path))
+        return []
+    return _check_directory("--log-file", os.path.dirname(os.path.abspath(path)))
+
+
+def _check_directory(option: str, directory: str) -> list[str]:
+    if not os.path.isdir(directory):
+        return [f"{option}: {directory} does not exist; it must be made for {running_user()} before the start"]
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise AccessError(f"argument --log-file: {running_user()} cannot create {path}")
+        raise AccessError(f"argument {option}: {running_user()} cannot write in {directory}")
+    return []
 
 
 def setter_warnings(status_file: str, setter_socket: str | None) -> list[str]:
