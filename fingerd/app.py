@@ -320,7 +320,7 @@ class Application:
         """Stop accepting everywhere; at the cut-off, end what still waits; stop all in reverse order by one deadline.
 
         The deadline keeps the exit within the 5 s a service manager is
-        promised (README, "Running it as a daemon").  Every listener is
+        promised (docs/install.md, "Signals").  Every listener is
         given the same grace at once, so that no service's slow client
         uses up another's.
         """

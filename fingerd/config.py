@@ -1,4 +1,4 @@
-"""Configuration: one option list, three ways to set it (README, "Options").
+"""Configuration: one option list, three ways to set it (docs/install.md, "Options").
 
 Every long option is also a config-file key (``finger-port = 79``) and an
 environment variable (``FINGERD_FINGER_PORT``).  The command line beats the

@@ -56,6 +56,9 @@ def take_connection() -> tuple[socket.socket, tuple]:
     except OSError:
         os.close(fd)
         raise InetdError("--inetd: standard input is not a socket (run it from inetd, xinetd or a socket unit)") from None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        sock.close()
+        raise InetdError("--inetd: standard input is not a TCP connection")
     try:
         address = sock.getpeername()
     except OSError:

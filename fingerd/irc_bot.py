@@ -1,4 +1,4 @@
-"""The IRC bot (README, "The IRC bot"): the tutorial's "announce on IRC", on the `irc` library.
+"""The IRC bot (docs/web-and-irc.md, "The IRC bot"): the tutorial's "announce on IRC", on the `irc` library.
 
 ::
 

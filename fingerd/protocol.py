@@ -26,7 +26,7 @@ MAX_QUERY_BYTES = 1024
 """Longest query line accepted, not counting its CR LF (docs/behavior.md, "Reading the query")."""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-"""What a user name may look like; anything else is nobody (README, "Setting your own status")."""
+"""What a user name may look like; anything else is nobody (docs/status-file.md, "Format")."""
 
 
 class Kind(Enum):

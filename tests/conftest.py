@@ -252,7 +252,7 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
 
 @pytest.fixture
 def nobody_dir():
-    """A directory owned by nobody (as README asks of /var/lib/fingerd), outside pytest's root-only tree."""
+    """A directory owned by nobody (as docs/install.md asks of /var/lib/fingerd), outside pytest's root-only tree."""
     with tempfile.TemporaryDirectory(prefix="fingerd-nobody-") as name:
         path = Path(name)
         path.chmod(0o755)

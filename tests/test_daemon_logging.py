@@ -101,7 +101,7 @@ def test_peers_are_logged_by_default(start_daemon, ports):
 
 @as_root
 def test_logrotate_rename_then_sighup_after_the_drop(start_daemon, nobody_dir):
-    """The daemon's user reopens the path in its own directory, as README's logrotate recipe does."""
+    """The daemon's user reopens the path in its own directory, as the logrotate recipe in docs/install.md does."""
     (nobody_dir / "status").write_text("alice: hi\n")
     log_file = nobody_dir / "fingerd.log"
     daemon = start_daemon(

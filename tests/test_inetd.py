@@ -153,3 +153,14 @@ def test_inetd_mode_without_a_socket_says_so():
     assert result.stderr == (
         "fingerd: --inetd: standard input is not a socket (run it from inetd, xinetd or a socket unit)\n"
     )
+
+
+def test_inetd_mode_on_a_local_socket_says_it_wants_tcp():
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        result = subprocess.run(
+            [sys.executable, str(ENTRY), "--inetd", "--status-file", "/nonexistent"],
+            stdin=theirs, capture_output=True, text=True, timeout=20,
+        )
+    assert result.returncode == 2
+    assert result.stderr == "fingerd: --inetd: standard input is not a TCP connection\n"

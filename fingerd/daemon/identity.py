@@ -1,4 +1,4 @@
-"""Dropping root after the ports are bound (README, "Running it as a daemon").
+"""Dropping root after the ports are bound (docs/install.md, "Running it as a daemon").
 
 Order matters: supplementary groups first, then the group, the user last
 (once the user is not root it could no longer change its groups).  glibc

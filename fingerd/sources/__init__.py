@@ -1,4 +1,4 @@
-"""Where statuses come from: pluggable sources behind one small interface (README, "Sources").
+"""Where statuses come from: pluggable sources behind one small interface (docs/sources.md, "Sources").
 
 ::
 

@@ -1,4 +1,4 @@
-"""The directory: the configured sources asked in order (README, "Sources").
+"""The directory: the configured sources asked in order (docs/sources.md, "Sources").
 
 Every service looks names up here, so a name means the same thing on
 finger, the web view, JSON, XML-RPC and IRC.  The first source that knows a

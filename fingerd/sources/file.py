@@ -7,7 +7,7 @@ from fingerd.users.table import UserTable
 
 
 class FileSource:
-    """Statuses from the status file (README, "The status file"); never blocks."""
+    """Statuses from the status file (docs/status-file.md); never blocks."""
 
     name = "file"
     blocking = False

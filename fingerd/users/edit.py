@@ -347,7 +347,7 @@ class EditSession:
     def _lock_owners(self) -> set[int]:
         """Who may own the lock file: this user, root, and the owner of the status file or its directory.
 
-        The daemon's user owns those (README, "Installing"), and the daemon
+        The daemon's user owns those (docs/install.md, "Directories the daemon's user must own"), and the daemon
         makes the lock file as that user.
         """
         owners = {os.geteuid(), 0}

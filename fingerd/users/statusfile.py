@@ -1,4 +1,4 @@
-"""The status file format (README, "The status file"): bytes in, a table of statuses out.
+"""The status file format (docs/status-file.md, "Format"): bytes in, a table of statuses out.
 
 ::
 

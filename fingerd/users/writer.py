@@ -26,7 +26,7 @@ Whether anybody has a file open for writing is asked of the kernel: a read
 lease (``F_SETLEASE``) cannot be taken while a descriptor open for writing
 exists, and is dropped again at once.  Where the kernel refuses leases (a
 file owned by another user, a filesystem without them) only the timing is
-left.  What can still be lost is said in README, "Setting your own status".
+left.  What can still be lost is said in docs/status-file.md, "What can still be lost".
 
 A save by hand found in the replaced file is carried into the new one by
 calling the change again on it.  If the change refuses (``fingerd edit``
