@@ -11,6 +11,7 @@ they read the one key they need the way the daemon's parser
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 DEFAULT_CONFIG = "/etc/fingerd.conf"
 CONFIG_LINE = re.compile(
@@ -33,6 +34,22 @@ def config_value(text: str, key: str) -> str | None:
         if match and match["key"] == key:
             value = match["value"] or ""
     return value
+
+
+def setting(
+    key: str, given: str | None, environ: Mapping[str, str], path: str | None, unreadable_default_is_error: bool = False
+) -> str | None:
+    """``key`` chosen the way the daemon chooses it: the option ``given``, then ``FINGERD_<KEY>``, then the config file.
+
+    None when none of them sets it; an empty string when the config file
+    sets it empty.  Raises `ConfigFileError` as `read_setting` does.
+    """
+    if given:
+        return given
+    variable = "FINGERD_" + key.upper().replace("-", "_")
+    if environ.get(variable):
+        return environ[variable]
+    return read_setting(key, path, unreadable_default_is_error)
 
 
 def read_setting(key: str, path: str | None, unreadable_default_is_error: bool = False) -> str | None:

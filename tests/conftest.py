@@ -251,6 +251,15 @@ def start_daemon(tmp_path: Path, ports: PortAllocator):
 
 
 @pytest.fixture
+def shared_dir():
+    """A directory every local user can reach (pytest's own are root's alone)."""
+    with tempfile.TemporaryDirectory(prefix="fingerd-shared-") as name:
+        path = Path(name)
+        path.chmod(0o755)
+        yield path
+
+
+@pytest.fixture
 def nobody_dir():
     """A directory owned by nobody (as docs/install.md asks of /var/lib/fingerd), outside pytest's root-only tree."""
     with tempfile.TemporaryDirectory(prefix="fingerd-nobody-") as name:

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -66,15 +65,6 @@ def check_as_nobody(*args: str) -> subprocess.CompletedProcess:
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the check runs as the user the daemon becomes")
 
 
-@pytest.fixture
-def open_dir():
-    """A directory every user can reach (pytest's own are root's alone)."""
-    with tempfile.TemporaryDirectory(prefix="fingerd-check-") as name:
-        path = Path(name)
-        path.chmod(0o755)
-        yield path
-
-
 @needs_root
 def test_check_config_refuses_a_status_file_the_daemon_user_cannot_reach(tmp_path):
     """pytest's directories are root's alone: the daemon, as nobody, would refuse to start, so the check says so."""
@@ -87,20 +77,20 @@ def test_check_config_refuses_a_status_file_the_daemon_user_cannot_reach(tmp_pat
 
 @needs_root
 @pytest.mark.parametrize("option", ["--pidfile", "--log-file"])
-def test_check_config_refuses_a_pidfile_or_log_the_daemon_user_cannot_write(open_dir, option):
-    result = check_as_nobody("--status-file", str(open_dir / "status"), option, str(open_dir / "fingerd.out"))
+def test_check_config_refuses_a_pidfile_or_log_the_daemon_user_cannot_write(shared_dir, option):
+    result = check_as_nobody("--status-file", str(shared_dir / "status"), option, str(shared_dir / "fingerd.out"))
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith(f"fingerd: argument {option}: ")
-    assert "nobody (uid 65534)" in result.stderr and str(open_dir) in result.stderr
+    assert "nobody (uid 65534)" in result.stderr and str(shared_dir) in result.stderr
 
 
 @needs_root
-def test_check_config_passes_what_the_daemon_user_can_reach_and_writes_nothing(open_dir):
-    (open_dir / "run").mkdir()
-    (open_dir / "run").chmod(0o777)
+def test_check_config_passes_what_the_daemon_user_can_reach_and_writes_nothing(shared_dir):
+    (shared_dir / "run").mkdir()
+    (shared_dir / "run").chmod(0o777)
     result = check_as_nobody(
-        "--status-file", str(open_dir / "status"), "--pidfile", str(open_dir / "run" / "fingerd.pid"),
-        "--log-file", str(open_dir / "run" / "fingerd.log"), "--setter-socket", "",
+        "--status-file", str(shared_dir / "status"), "--pidfile", str(shared_dir / "run" / "fingerd.pid"),
+        "--log-file", str(shared_dir / "run" / "fingerd.log"), "--setter-socket", "",
     )
     assert result.returncode == 0, result.stderr
-    assert list((open_dir / "run").iterdir()) == []
+    assert list((shared_dir / "run").iterdir()) == []

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,13 +26,10 @@ STATUS = "alice: Writing the finger daemon\nbob: Out to lunch\n"
 
 
 @pytest.fixture
-def open_dir():
-    """A directory nobody can read, for the status file and the log (pytest's own are root's alone)."""
-    with tempfile.TemporaryDirectory(prefix="fingerd-inetd-") as name:
-        path = Path(name)
-        path.chmod(0o755)
-        (path / "status").write_text(STATUS)
-        yield path
+def open_dir(shared_dir):
+    """The status file where nobody can read it."""
+    (shared_dir / "status").write_text(STATUS)
+    return shared_dir
 
 
 @pytest.fixture

@@ -22,15 +22,6 @@ STATUS = "# the tilde status board\nalice: hi\n\n# bob below\nbob: out\n  to lun
 
 
 @pytest.fixture
-def shared_dir():
-    """A directory every local user can reach (the pytest tmp dirs are 0700)."""
-    with tempfile.TemporaryDirectory(prefix="fingerd-setter-") as name:
-        path = Path(name)
-        path.chmod(0o755)
-        yield path
-
-
-@pytest.fixture
 def setter(start_daemon, shared_dir):
     path = str(shared_dir / "run" / "setter.sock")
     daemon = start_daemon(STATUS, setter_socket=path)

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +26,8 @@ import pytest
 
 from conftest import ENTRY, ROOT, finger
 from fingerd.daemon.activation import ActivationError, passed_descriptors
+
+STATUS = "alice: handed a socket\n"
 
 
 @pytest.mark.parametrize(
@@ -59,13 +60,10 @@ def test_what_cannot_be_used_is_said(environ, message):
 
 
 @pytest.fixture
-def open_dir():
-    """A directory nobody can read (pytest's own are root's alone)."""
-    with tempfile.TemporaryDirectory(prefix="fingerd-activation-") as name:
-        path = Path(name)
-        path.chmod(0o755)
-        (path / "status").write_text("alice: handed a socket\n")
-        yield path
+def open_dir(shared_dir):
+    """The status file where nobody can read it."""
+    (shared_dir / "status").write_text(STATUS)
+    return shared_dir
 
 
 def activate(open_dir: Path, ports, names: str, *options: str) -> tuple[subprocess.Popen, list[int]]:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from fingerd.config_file import DEFAULT_CONFIG, ConfigFileError, read_setting
+from fingerd.config_file import DEFAULT_CONFIG, ConfigFileError, setting
 from fingerd.setter.protocol import MAX_STATUS_BYTES
 
 DEFAULT_SOCKET = "/run/fingerd/setter.sock"
@@ -52,12 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def find_socket(options: argparse.Namespace, environ: Mapping[str, str]) -> str:
     """The setter socket, chosen the way the daemon chooses it: option, environment, config file, default."""
-    if options.socket:
-        return options.socket
-    if environ.get(ENVIRONMENT_KEY):
-        return environ[ENVIRONMENT_KEY]
     try:
-        value = read_setting("setter-socket", options.config)
+        value = setting("setter-socket", options.socket, environ, options.config)
     except ConfigFileError as error:
         raise UsageError(str(error)) from None
     if value == "":

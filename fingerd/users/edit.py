@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from fingerd.config_file import DEFAULT_CONFIG, ConfigFileError, read_setting
+from fingerd.config_file import DEFAULT_CONFIG, ConfigFileError, setting
 from fingerd.users.statusfile import DEFAULT_PATH, parse_status_file
 from fingerd.users.writer import Change, SaveNotCarried, StatusFileWriter
 
@@ -96,12 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def find_status_file(options: argparse.Namespace, environ: Mapping[str, str]) -> str:
     """The status file, chosen the way the daemon chooses it: option, environment, config file, default."""
-    if options.status_file:
-        return options.status_file
-    if environ.get(ENVIRONMENT_KEY):
-        return environ[ENVIRONMENT_KEY]
     try:
-        value = read_setting("status-file", options.config, unreadable_default_is_error=True)
+        value = setting("status-file", options.status_file, environ, options.config, unreadable_default_is_error=True)
     except ConfigFileError as error:
         raise UsageError(str(error)) from None
     return value or DEFAULT_STATUS_FILE
