@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,27 @@ def test_the_client_tries_each_address_in_turn_within_one_deadline(start_daemon,
     assert reply.data == b"Writing the finger daemon\r\n"
     with pytest.raises(client.FingerError):
         client.exchange(addresses, b"alice\r\n", time.monotonic() - 1, 1 << 16)
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_many_spellings_of_one_query_share_one_cached_reply(start_daemon):
+    """1,000 ways of writing "list the users" (spaces before the CR LF) cost their keys, not 1,000 copies of the list.
+
+    The list of 20,000 users is about 0.6 MB; before replies were shared by
+    query, each spelling kept its own copy (3,000 of a bigger list took a
+    daemon to 3.2 GB).
+    """
+    daemon = start_daemon("".join(f"user{number}: status {number}\n" for number in range(20_000)))
+    listing = daemon.query(b"\r\n")
+    assert len(listing) > 500_000
+    before = resident_mib(daemon.process.pid)
+    for spaces in range(1, 1001):
+        assert daemon.query(b" " * spaces + b"\r\n") == listing
+    grown = resident_mib(daemon.process.pid) - before
+    assert grown < 60, f"the daemon grew by {grown:.0f} MiB for 1,000 spellings of one query"

@@ -210,3 +210,34 @@ def test_lookups_go_on_during_a_large_reload(start_daemon):
             break
     assert seen <= {b"status 5\r\n", b"changed 5\r\n"}
     assert b"changed 5\r\n" in seen
+
+
+def test_the_watcher_gets_renames_from_watchdog_at_once(tmp_path):
+    """Full events, paired within 10 ms: with watchdog's own 0.5 s, a rename could hold every later save that long.
+
+    Checked on the objects watchdog really uses, since a watchdog without
+    them (before 7) would quietly keep the half-second wait.
+    """
+    from watchdog.observers.inotify import InotifyFullEmitter
+    from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+
+    from fingerd.users.table import UserTable
+    from fingerd.users.watcher import StatusFileWatcher
+
+    status = tmp_path / "status"
+    status.write_text("alice: before\n")
+    table = UserTable()
+    watcher = StatusFileWatcher(str(status), table)
+    watcher.start()
+    try:
+        emitters = list(watcher._observer.emitters)
+        assert emitters and all(isinstance(emitter, InotifyFullEmitter) for emitter in emitters)
+        assert InotifyMoveEventGrouper.delay == watcher.move_pairing == 0.01
+        (tmp_path / ".next").write_text("alice: after\n")
+        os.replace(tmp_path / ".next", status)
+        deadline = time.monotonic() + 5
+        while table.lookup("alice") != ("alice", ("after",)):
+            assert time.monotonic() < deadline, "the rename was never seen"
+            time.sleep(0.01)
+    finally:
+        watcher.stop(time.monotonic() + 2)

@@ -34,13 +34,6 @@ later than that) would be told as a create of the file, a save still
 being written, read only after `settle_partial`; so the observer is asked
 for full events, in which an unpaired second half is still a rename onto
 the file.
-* another file of the directory closed after writing may be the new copy
-  a save is about to rename over the file (``sed -i``, most editors): look
-  after `settle_complete` whether the file is another one now, and read it
-  if so.  watchdog delivers a rename up to 0.5 s late when its reading
-  thread meets the rename's first half before the second (it waits for a
-  pair already made; seen on 40% of renames under load), and the close
-  comes before the rename, so it is not held up behind it.
 
 A reload that finds the file missing, unreadable or changing under it keeps
 the last good table.  Every tick the main loop calls `check()`, which
@@ -67,10 +60,10 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-try:
+try:  # Linux only: inotify, and the rename pairing of watchdog 7
     from watchdog.observers.inotify import InotifyObserver
     from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
-except ImportError:  # not Linux: no inotify, no rename pairing
+except ImportError:
     InotifyObserver = InotifyMoveEventGrouper = None
 
 from fingerd.threads import join_all
@@ -115,7 +108,6 @@ class StatusFileWatcher:
         self._wake = threading.Condition()
         self._first_event = 0.0
         self._due = 0.0
-        self._only_if_changed = False
         self._stopping = False
         self._reload_lock = threading.Lock()
         self._signature: Signature | None = None
@@ -241,8 +233,7 @@ class StatusFileWatcher:
         if kind == "moved" and dest in self._names:
             self._schedule(complete=True)
         elif src not in self._names:
-            if kind == "closed":
-                self._schedule_look()
+            return
         elif kind in COMPLETE_EVENTS:
             self._schedule(complete=True)
         elif kind in PARTIAL_EVENTS:
@@ -257,21 +248,10 @@ class StatusFileWatcher:
         with self._wake:
             if not self._due:
                 self._first_event = now
-            self._only_if_changed = False
             if complete:
                 self._due = min(now + self.settle_complete, self._first_event + self.max_delay)
             else:
                 self._due = now + self.settle_partial
-            self._wake.notify()
-
-    def _schedule_look(self) -> None:
-        """Look soon whether the file was replaced; a reload already due stays as it is."""
-        with self._wake:
-            if self._due:
-                return
-            self._first_event = time.monotonic()
-            self._due = self._first_event + self.settle_complete
-            self._only_if_changed = True
             self._wake.notify()
 
     def _schedule_missed(self) -> None:
@@ -296,9 +276,6 @@ class StatusFileWatcher:
                 if self._stopping:
                     return
                 self._due = 0.0
-                only_if_changed = self._only_if_changed
-            if only_if_changed and self._current_signature() == self._signature:
-                continue
             try:
                 self.reload()
             except Exception:
