@@ -435,7 +435,8 @@ def check_as_the_daemon_user(options: argparse.Namespace) -> int:
     """
     pid = os.fork()
     if pid:
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        return status if status >= 0 else 2
     status = 2
     try:
         drop_privileges(options.user, options.group)
@@ -444,6 +445,8 @@ def check_as_the_daemon_user(options: argparse.Namespace) -> int:
         status = 0
     except (IdentityError, AccessError) as error:
         print(f"fingerd: {error}", file=sys.stderr)
+    except Exception as error:  # the checks met something unforeseen: say what, as the start-up would
+        print(f"fingerd: cannot check the configuration as {options.user}: {error}", file=sys.stderr)
     finally:
         sys.stderr.flush()
         os._exit(status)
@@ -460,10 +463,31 @@ def access_problems(options: argparse.Namespace) -> list[str]:
     return [f"warning: {problem}" for problem in problems]
 
 
+def default_config(args: Sequence[str]) -> str | None:
+    """`DEFAULT_CONFIG` when the command line names no config file, and it can be read; else None.
+
+    Asking for ``--help`` or ``--version`` never needs it; otherwise one that
+    exists but cannot be read stops the start in one line, rather than
+    running on defaults the administrator did not choose.
+    """
+    if names_config_file(args) or {"-h", "--help", "--version"} & set(args) or not os.path.exists(DEFAULT_CONFIG):
+        return None
+    try:
+        with open(DEFAULT_CONFIG, "rb"):
+            return DEFAULT_CONFIG
+    except OSError as error:
+        print(f"fingerd: cannot read {DEFAULT_CONFIG}: {error.strerror} (name another with -c)", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fingerd` command."""
     args = list(sys.argv[1:] if argv is None else argv)
-    parser = Parser(default_config=None if names_config_file(args) else DEFAULT_CONFIG)
+    parser = Parser(default_config=default_config(args))
+    if "--inetd" in args:
+        from fingerd.inetd import main as answer_one
+
+        return answer_one(args, parser)
     try:
         options = parser.parse(args)
     except SystemExit as exit:
@@ -474,10 +498,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(parser.effective(options))
         sys.stdout.flush()
         return check_as_the_daemon_user(options)
-    if options.inetd:
-        from fingerd.inetd import serve_one
-
-        return serve_one(options, Logs(options.log_level, options.syslog or not options.log_file, options.log_peers))
     logs = Logs(options.log_level, options.syslog, options.log_peers)
     log.info("config file: %s", parser.config_file_read(options) or f"none ({DEFAULT_CONFIG} does not exist)")
     log.info("configuration: %s", parser.origins_line())

@@ -19,12 +19,15 @@ socket, or nothing, so logs go to syslog unless ``--log-file`` names a file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import socket
 import sys
 import time
 
+from fingerd.config import Parser
 from fingerd.daemon.access_log import AccessLog
 from fingerd.daemon.identity import IdentityError, drop_privileges
 from fingerd.daemon.logs import Logs
@@ -72,22 +75,55 @@ def take_connection() -> tuple[socket.socket, tuple]:
     return sock, address
 
 
-def serve_one(options: argparse.Namespace, logs: Logs) -> int:
-    """Answer the connection on standard input; the exit status."""
-    from fingerd.app import configured_directory, finger_settings
+def close_without_reset(sock: socket.socket, wait: float = 1.0) -> None:
+    """Close, having read what the client sent (for ``wait`` s at most): unread input would make the close a reset."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(wait)
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+    sock.close()
 
+
+def main(args: list[str], parser: Parser) -> int:
+    """``fingerd --inetd``: take the connection first, then read the configuration; the exit status.
+
+    The connection comes first because until it is taken, standard error is
+    the client's socket: a configuration error must reach syslog, never the
+    client.  So logging starts on syslog too.
+    """
     try:
         sock, address = take_connection()
     except InetdError as error:
         print(f"fingerd: {error}", file=sys.stderr)  # not a socket: most likely someone at a terminal
         return 2
+    Logs("info", syslog=True)  # installs the syslog handler, for what parsing may have to say
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            options = parser.parse(args)
+    except SystemExit as exit:
+        lines = said.getvalue().strip().splitlines()
+        if exit.code:
+            log.error("--inetd: %s", lines[-1] if lines else "the configuration was refused")
+        close_without_reset(sock)
+        return 2 if exit.code else 0
+    return serve_one(options, Logs(options.log_level, True, options.log_peers), sock, address)
+
+
+def serve_one(options: argparse.Namespace, logs: Logs, sock: socket.socket, address: tuple) -> int:
+    """Answer the connection taken from standard input; the exit status."""
+    from fingerd.app import configured_directory, finger_settings
+
     try:
         log.debug("%s", drop_privileges(options.user, options.group))
         if options.log_file:
             logs.use_file(options.log_file)
     except (IdentityError, OSError) as error:
         log.error("%s", error)
-        sock.close()
+        close_without_reset(sock)
         return 2
     table = UserTable()
     logging.getLogger("fingerd.status").setLevel(logging.WARNING)  # not "loaded N users" once per query

@@ -94,3 +94,15 @@ def test_check_config_passes_what_the_daemon_user_can_reach_and_writes_nothing(s
     )
     assert result.returncode == 0, result.stderr
     assert list((shared_dir / "run").iterdir()) == []
+
+
+def test_check_config_reports_a_status_path_through_a_file_in_one_line(tmp_path):
+    """What the start-up would stop on is said the same way here, not as a traceback."""
+    (tmp_path / "file").write_text("")
+    identity = ("--user", "root") if os.geteuid() == 0 else ()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "fingerd.py"), "--check-config", "--status-file", str(tmp_path / "file" / "status"),
+         *identity], cwd=ROOT, capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"fingerd: argument --status-file: {tmp_path / 'file' / 'status'}: Not a directory\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import fingerd
 from conftest import ENTRY, ROOT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a mount namespace with an overlay on /etc")
@@ -25,14 +26,17 @@ ETC_CONFIG = "finger-port = 7777\nweb-port = 0\nsetter-socket =\nlog-level = inf
 
 
 def with_etc_config(
-    tmp_path: Path, text: str, *arguments: str, under: tuple[str, ...] = ()
+    tmp_path: Path, text: str | None, *arguments: str, under: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
-    """Run ``UNDER fingerd.py ARGUMENTS`` with ``text`` as /etc/fingerd.conf, seen by that process only."""
+    """Run ``UNDER fingerd.py ARGUMENTS`` with ``text`` as /etc/fingerd.conf (None: a directory), seen by it only."""
     assert shutil.which("unshare"), "unshare (util-linux) is needed"
     upper, work = tmp_path / "upper", tmp_path / "work"
     upper.mkdir()
     work.mkdir()
-    (upper / "fingerd.conf").write_text(text)
+    if text is None:
+        (upper / "fingerd.conf").mkdir()
+    else:
+        (upper / "fingerd.conf").write_text(text)
     command = " ".join(shlex.quote(word) for word in (*under, sys.executable, str(ENTRY), *arguments))
     script = f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc && exec {command}"
     return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
@@ -66,3 +70,13 @@ def test_the_daemon_logs_which_config_file_it_read(tmp_path, ports):
     )
     assert "ready" in result.stderr, result.stderr
     assert "config file: /etc/fingerd.conf" in result.stderr
+
+
+def test_an_unreadable_etc_fingerd_conf_stops_the_start_in_one_line(tmp_path):
+    """Not defaults the administrator never chose; and --version still answers."""
+    result = with_etc_config(tmp_path, None, "--check-config", "--status-file", str(tmp_path / "status"))
+    assert result.returncode == 2
+    assert result.stderr == "fingerd: cannot read /etc/fingerd.conf: Is a directory (name another with -c)\n"
+    (tmp_path / "again").mkdir()
+    version = with_etc_config(tmp_path / "again", None, "--version")
+    assert (version.returncode, version.stdout) == (0, f"fingerd {fingerd.__version__}\n")

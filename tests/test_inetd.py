@@ -160,3 +160,38 @@ def test_inetd_mode_on_a_local_socket_says_it_wants_tcp():
         )
     assert result.returncode == 2
     assert result.stderr == "fingerd: --inetd: standard input is not a TCP connection\n"
+
+
+def as_inetd_would(*arguments: str, query: bytes = b"alice\r\n") -> tuple[int, bytes]:
+    """Run ``fingerd --inetd ARGUMENTS`` with a real TCP connection as standard input, output and error, as inetd does."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        connection, _ = listener.accept()
+    with client, connection:
+        process = subprocess.Popen(
+            [sys.executable, str(ENTRY), "--inetd", *arguments], stdin=connection, stdout=connection, stderr=connection
+        )
+        connection.close()
+        client.settimeout(20)
+        client.sendall(query)
+        received = b""
+        while chunk := client.recv(4096):
+            received += chunk
+    return process.wait(20), received
+
+
+def test_a_configuration_error_never_reaches_the_client(open_dir):
+    """Standard error is the client's socket under inetd: the complaint goes to syslog, the client gets nothing."""
+    code, received = as_inetd_would("--status-file", str(open_dir / "status"), "--timeout", "never")
+    assert code == 2
+    assert received == b""
+    config = open_dir / "bad.conf"
+    config.write_text("max-conections = 3\n")
+    code, received = as_inetd_would("-c", str(config), "--status-file", str(open_dir / "status"))
+    assert (code, received) == (2, b"")
+
+
+def test_a_tcp_connection_on_all_three_descriptors_is_answered(open_dir):
+    identity = ("--user", "nobody", "--group", "nogroup") if os.geteuid() == 0 else ()
+    code, received = as_inetd_would("--status-file", str(open_dir / "status"), *identity)
+    assert (code, received) == (0, b"Writing the finger daemon\r\n")

@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -124,9 +125,48 @@ def test_a_socket_passed_for_a_service_that_is_off_stops_the_start(open_dir, por
     assert "socket activation: web passed, but that service is off in the configuration" in errors
 
 
-def test_an_unnamed_pair_of_sockets_is_refused_with_the_names_to_give(open_dir, ports):
+def test_a_socket_with_an_unknown_name_is_refused_with_the_names_to_give(open_dir, ports):
     process, (finger_port, _) = activate(open_dir, ports, "finger:fingerd.socket")
     knock(finger_port)
     _, errors = process.communicate(timeout=10)
     assert process.returncode == 2
     assert "socket activation: a socket passed is named 'fingerd.socket'; the names are finger, web, https" in errors
+
+
+def start_on(listen: list[str], names: str, open_dir: Path) -> subprocess.Popen:
+    """systemd-socket-activate on ``listen`` addresses (as given to -l), for the daemon."""
+    command = ["systemd-socket-activate"]
+    for address in listen:
+        command += ["-l", address]
+    command += [f"--fdname={names}", sys.executable, str(ENTRY), "--status-file", str(open_dir / "status"),
+                "--setter-socket", "", "--user", "nobody", "--group", "nogroup", "--setter-port", "1"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_local_socket_passed_for_finger_is_refused(open_dir, ports):
+    path = open_dir / "finger.sock"
+    process = start_on([str(path), f"127.0.0.1:{ports.take()}"], "finger:tcp-setter", open_dir)
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline, "systemd-socket-activate never listened"
+        time.sleep(0.05)
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+        sock.sendall(b"alice\r\n")
+    _, errors = process.communicate(timeout=10)
+    assert process.returncode == 2
+    assert "socket activation: the finger socket passed (descriptor 3) is not an IPv4 or IPv6 socket" in errors
+
+
+def test_the_tcp_setter_is_never_served_beyond_loopback(open_dir, ports):
+    """It believes what the client says about who it is: a socket on every address is refused, not served."""
+    finger_port, setter_port = ports.take(), ports.take()
+    process = start_on([f"127.0.0.1:{finger_port}", f"0.0.0.0:{setter_port}"], "finger:tcp-setter", open_dir)
+    deadline = time.monotonic() + 10
+    while not _listening(finger_port):
+        assert time.monotonic() < deadline, "systemd-socket-activate never listened"
+        time.sleep(0.05)
+    knock(finger_port)
+    _, errors = process.communicate(timeout=10)
+    assert process.returncode == 2
+    assert "listens on 0.0.0.0; the TCP setter listens on loopback only" in errors

@@ -50,6 +50,8 @@ def check_status_file(path: str) -> None:
         return
     except PermissionError:
         raise AccessError(f"argument --status-file: {running_user()} cannot reach {path}") from None
+    except OSError as error:
+        raise AccessError(f"argument --status-file: {path}: {error.strerror}") from None
     if not os.access(path, os.R_OK):
         raise AccessError(f"argument --status-file: {path} is not readable by {running_user()}")
     if not os.access(directory, os.R_OK | os.X_OK):

@@ -6,8 +6,9 @@ client.  `record` only appends a tuple; the ``access-log`` thread turns what
 accumulated into lines every `interval` seconds, formatted exactly like
 every other log line, and writes them with one call.  A batch is what
 10 ms bring (a few hundred lines at full load, under a millisecond of
-work); batches of 64 with a GIL hand-over after each cost twice the CPU
-per line (measured: 5 µs against 2.8 µs a query), so a batch is cut
+work); batches of 64 with a GIL hand-over after each cost three times the
+CPU (this thread's, under load: 4 to 5 µs a query, against 1.1 to 1.4 µs
+in one batch; bench/README.md), so a batch is cut
 only at `chunk` lines, and the interpreter's own switch interval keeps
 the accepting thread's wait short.  With syslog, where
 each line must be its own message, it falls back to one `logging` record

@@ -15,6 +15,7 @@ the descriptors for its own.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping, MutableMapping
@@ -68,9 +69,26 @@ def take_passed_sockets(environ: MutableMapping[str, str]) -> dict[str, socket.s
         except OSError as error:
             raise ActivationError(f"the {name} socket passed (descriptor {fd}) is unusable: {error.strerror}") from None
         sockets[name] = sock
-        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        problem = _unusable(name, sock)
+        if problem:
             for opened in sockets.values():
                 opened.close()
-            raise ActivationError(f"the {name} socket passed (descriptor {fd}) is not a listening stream socket")
+            raise ActivationError(f"the {name} socket passed (descriptor {fd}) {problem}")
         sock.set_inheritable(False)
     return sockets
+
+
+def _unusable(name: str, sock: socket.socket) -> str:
+    """Why a passed socket cannot serve ``name``, or "".
+
+    The TCP setter takes anyone's word for who is asking, so it must stay on
+    loopback (docs/status-file.md, "The tutorial's TCP setter"), whoever
+    opened its socket.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return "is not an IPv4 or IPv6 socket"
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        return "is not a listening stream socket"
+    if name == "tcp-setter" and not ipaddress.ip_address(sock.getsockname()[0].partition("%")[0]).is_loopback:
+        return f"listens on {sock.getsockname()[0]}; the TCP setter listens on loopback only"
+    return ""

@@ -296,7 +296,8 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         if exchange is None:
             request.close()
             return
-        self.slots.acquire()
+        taken = self.slots.acquire()
+        assert taken, "only this thread takes slots, and one was free"
         self.start_thread(exchange, client_address, counted=not exchange.unsent)
 
     def socket_of(self, request: object) -> socket.socket:
