@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -48,8 +50,19 @@ def wheel(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel, tmp_path_factory) -> Path:
+    """The wheel alone, in an environment that also sees the packages of the one running the tests.
+
+    Those are where the dependencies are, whether that is the system's Python
+    or a virtual environment of its own (``--system-site-packages`` would see
+    only the base interpreter's).  They are added as plain paths, so no
+    editable install of the checkout found there is activated.
+    """
     home = tmp_path_factory.mktemp("venv")
-    assert run(sys.executable, "-m", "venv", "--system-site-packages", str(home / "env"), cwd=home).returncode == 0
+    assert run(sys.executable, "-m", "venv", str(home / "env"), cwd=home).returncode == 0
+    purelib = run(str(home / "env" / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
+                  cwd=home).stdout.strip()
+    ours = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib"), *site.getsitepackages()}
+    (Path(purelib) / "tests-packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
     installed = run(
         str(home / "env" / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index",
         "--disable-pip-version-check", "--quiet", str(wheel), cwd=home,
