@@ -259,3 +259,27 @@ def test_a_missing_file_is_created(tmp_path):
     assert StatusFileWriter(str(path)).write("carol", ("new",))
     assert path.read_bytes() == b"carol: new\n"
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_writers_that_find_no_lock_file_at_once_all_get_the_lock(tmp_path):
+    """Each tries to create it; those that lose open the one the winner made (8 at once, 50 times: 0 refused)."""
+    refused = []
+    for round_number in range(50):
+        path = tmp_path / f"status{round_number}"
+        path.write_bytes(STATUS)
+        barrier = threading.Barrier(8)
+
+        def lock() -> None:
+            writer = StatusFileWriter(str(path))
+            barrier.wait()
+            try:
+                os.close(writer._open_lock())
+            except OSError as error:
+                refused.append(error)
+
+        threads = [threading.Thread(target=lock) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert refused == []

@@ -224,12 +224,8 @@ class StatusFileWriter:
 
     def _open_lock(self) -> int:
         """The lock file, opened without following links, checked by its descriptor."""
-        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
         try:
-            try:
-                fd = os.open(self.lock_path, flags)
-            except FileNotFoundError:
-                fd = os.open(self.lock_path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = self._open_or_create_lock()
         except OSError as error:
             raise self._lock_problem(error) from None
         try:
@@ -238,6 +234,24 @@ class StatusFileWriter:
             os.close(fd)
             raise
         return fd
+
+    def _open_or_create_lock(self, tries: int = 3) -> int:
+        """Open the lock file, or create it; another writer creating it at the same moment is no error.
+
+        Two setters finding no lock file both try to create it: the one that
+        loses opens the file the other made (50 concurrent sets met this).
+        """
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+        for _ in range(tries - 1):
+            try:
+                return os.open(self.lock_path, flags)
+            except FileNotFoundError:
+                pass
+            try:
+                return os.open(self.lock_path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+        return os.open(self.lock_path, flags)
 
     def _owners(self) -> Collection[int]:
         return (os.geteuid(),) if self.lock_owners is None else self.lock_owners
