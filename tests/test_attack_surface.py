@@ -30,12 +30,12 @@ from fingerd.cli import main
 from_memory = FingerServer._reply_from_memory
 reply = FingerServer.reply
 
-def planted_from_memory(self, exchange):
+def planted_from_memory(self, exchange, cache):
     if exchange.received.startswith(b"crash-acceptor"):
         raise RuntimeError("planted bug on the accepting thread")
     if exchange.received.startswith(b"crash-thread"):
         return None
-    return from_memory(self, exchange)
+    return from_memory(self, exchange, cache)
 
 def planted_reply(self, line, deadline):
     if line is not None and line.startswith(b"crash-thread"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_fingerd
 
 AUDITED = (sys.executable, str(Path(__file__).resolve().parent / "audit_sockets.py"))
 
@@ -56,10 +56,7 @@ def test_the_audit_sees_a_bind(ports, tmp_path):
 
 
 def check_as_nobody(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "fingerd.py"), "--check-config", "--user", "nobody", "--group", "nogroup", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=20,
-    )
+    return run_fingerd("--check-config", "--user", "nobody", "--group", "nogroup", *args)
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the check runs as the user the daemon becomes")
@@ -100,9 +97,6 @@ def test_check_config_reports_a_status_path_through_a_file_in_one_line(tmp_path)
     """What the start-up would stop on is said the same way here, not as a traceback."""
     (tmp_path / "file").write_text("")
     identity = ("--user", "root") if os.geteuid() == 0 else ()
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "fingerd.py"), "--check-config", "--status-file", str(tmp_path / "file" / "status"),
-         *identity], cwd=ROOT, capture_output=True, text=True, timeout=20,
-    )
+    result = run_fingerd("--check-config", "--status-file", str(tmp_path / "file" / "status"), *identity)
     assert result.returncode == 2
     assert result.stderr == f"fingerd: argument --status-file: {tmp_path / 'file' / 'status'}: Not a directory\n"

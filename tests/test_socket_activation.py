@@ -67,20 +67,31 @@ def open_dir(shared_dir):
     return shared_dir
 
 
-def activate(open_dir: Path, ports, names: str, *options: str) -> tuple[subprocess.Popen, list[int]]:
-    """``systemd-socket-activate`` listening on two ports for the daemon; the daemon starts at the first connection."""
+def start_on(listen: list[str], names: str, open_dir: Path, *options: str) -> subprocess.Popen:
+    """``systemd-socket-activate`` listening on ``listen`` (as given to -l) for the daemon, which starts at the first connection."""
     assert shutil.which("systemd-socket-activate"), "systemd-socket-activate (package systemd) is needed"
-    chosen = [ports.take(), ports.take()]
-    command = [
-        "systemd-socket-activate", "-l", f"127.0.0.1:{chosen[0]}", "-l", f"127.0.0.1:{chosen[1]}",
+    command = ["systemd-socket-activate"]
+    for address in listen:
+        command += ["-l", address]
+    command += [
         f"--fdname={names}", sys.executable, str(ENTRY), "--status-file", str(open_dir / "status"),
         "--setter-socket", "", "--user", "nobody", "--group", "nogroup", *options,
     ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_listening(ports: list[int]) -> None:
     deadline = time.monotonic() + 10
-    while not all(_listening(port) for port in chosen):
+    while not all(_listening(port) for port in ports):
         assert time.monotonic() < deadline, "systemd-socket-activate never listened"
         time.sleep(0.05)
+
+
+def activate(open_dir: Path, ports, names: str, *options: str) -> tuple[subprocess.Popen, list[int]]:
+    """`start_on` two loopback ports, once both listen."""
+    chosen = [ports.take(), ports.take()]
+    process = start_on([f"127.0.0.1:{port}" for port in chosen], names, open_dir, *options)
+    wait_listening(chosen)
     return process, chosen
 
 
@@ -133,19 +144,9 @@ def test_a_socket_with_an_unknown_name_is_refused_with_the_names_to_give(open_di
     assert "socket activation: a socket passed is named 'fingerd.socket'; the names are finger, web, https" in errors
 
 
-def start_on(listen: list[str], names: str, open_dir: Path) -> subprocess.Popen:
-    """systemd-socket-activate on ``listen`` addresses (as given to -l), for the daemon."""
-    command = ["systemd-socket-activate"]
-    for address in listen:
-        command += ["-l", address]
-    command += [f"--fdname={names}", sys.executable, str(ENTRY), "--status-file", str(open_dir / "status"),
-                "--setter-socket", "", "--user", "nobody", "--group", "nogroup", "--setter-port", "1"]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_a_local_socket_passed_for_finger_is_refused(open_dir, ports):
     path = open_dir / "finger.sock"
-    process = start_on([str(path), f"127.0.0.1:{ports.take()}"], "finger:tcp-setter", open_dir)
+    process = start_on([str(path), f"127.0.0.1:{ports.take()}"], "finger:tcp-setter", open_dir, "--setter-port", "1")
     deadline = time.monotonic() + 10
     while not path.exists():
         assert time.monotonic() < deadline, "systemd-socket-activate never listened"
@@ -161,11 +162,10 @@ def test_a_local_socket_passed_for_finger_is_refused(open_dir, ports):
 def test_the_tcp_setter_is_never_served_beyond_loopback(open_dir, ports):
     """It believes what the client says about who it is: a socket on every address is refused, not served."""
     finger_port, setter_port = ports.take(), ports.take()
-    process = start_on([f"127.0.0.1:{finger_port}", f"0.0.0.0:{setter_port}"], "finger:tcp-setter", open_dir)
-    deadline = time.monotonic() + 10
-    while not _listening(finger_port):
-        assert time.monotonic() < deadline, "systemd-socket-activate never listened"
-        time.sleep(0.05)
+    process = start_on(
+        [f"127.0.0.1:{finger_port}", f"0.0.0.0:{setter_port}"], "finger:tcp-setter", open_dir, "--setter-port", "1"
+    )
+    wait_listening([finger_port])
     knock(finger_port)
     _, errors = process.communicate(timeout=10)
     assert process.returncode == 2

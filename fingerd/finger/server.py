@@ -337,10 +337,11 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         replies are cached by those bytes, when they are exactly one whole
         line, so a hit needs no parse and no check.
         """
-        cached = self._replies().get(received)  # type: ignore[arg-type]
+        cache = self._current_cache()
+        cached = cache.replies.get(received)  # type: ignore[arg-type]
         if cached is None:
             exchange = self._exchange(sock, received)
-            cached = self._reply_from_memory(exchange)
+            cached = self._reply_from_memory(exchange, cache)
             if cached is None:
                 return exchange
         reply, outcome = cached
@@ -364,15 +365,15 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             exchange.take(received)
         return exchange
 
-    def _replies(self) -> dict[bytes, tuple[bytes, str]]:
+    def _current_cache(self) -> _ReplyCache:
         """The reply cache of the table's current generation (emptied when full)."""
         generation = self.directory.generation()
         cache = self._cache
         if cache.generation != generation or len(cache.replies) >= self.cache_entries:
             cache = self._cache = _ReplyCache(generation)
-        return cache.replies
+        return cache
 
-    def _reply_from_memory(self, exchange: Exchange) -> tuple[bytes, str] | None:
+    def _reply_from_memory(self, exchange: Exchange, cache: _ReplyCache) -> tuple[bytes, str] | None:
         """The encoded reply to a query that is one whole line with nothing after it, if memory has it; else None.
 
         It is kept for the next client that sends the same bytes, and for
@@ -382,7 +383,6 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             return None
         line = exchange.line()
         query = query_of(line)
-        cache = self._cache
         reply = cache.by_query.get(query)
         if reply is None:
             result = answer_now(query, self.directory, self.settings.policy)
