@@ -124,6 +124,7 @@ def finger_settings(options: argparse.Namespace) -> FingerSettings:
         timeout=options.timeout,
         max_connections=options.max_connections,
         max_per_address=options.max_per_address,
+        proxies=options.proxies,
         policy=Policy(
             list_users=options.list_users,
             forwarding=options.forwarding,
@@ -164,7 +165,11 @@ class Application:
     def _web_servers(self) -> list[WebServer]:
         options = self.options
         settings = WebSettings(
-            host=socket.gethostname(), timeout=options.timeout, max_per_address=options.max_per_address
+            host=socket.gethostname(),
+            timeout=options.timeout,
+            max_per_address=options.max_per_address,
+            proxies=options.proxies,
+            healthy=self.healthy,
         )
         servers = []
         if options.web_address is not None:
@@ -230,6 +235,16 @@ class Application:
         self._stop_services()
         log.info("stopped")
         return status
+
+    def healthy(self) -> bool:
+        """``GET /healthz``: True while the daemon runs and every service it started is alive.
+
+        Called from web threads: the list of services is copied first (the
+        main thread appends to it while starting and empties it while
+        stopping), and each ``alive`` only reads a thread's state.
+        """
+        running = list(self._running)
+        return bool(running) and not self._stop_requested and all(service.alive() for service in running)
 
     def _start(self) -> None:
         self.notifier.connect()

@@ -37,6 +37,7 @@ from fingerd.config_file import DEFAULT_CONFIG, config_value
 from fingerd.irc_server import MISSING, irc_missing, parse_server
 from fingerd.listen import resolve_listen_address
 from fingerd.protocol import is_valid_name
+from fingerd.proxy import TrustedProxies, network
 from fingerd.sources.command import CommandSource
 from fingerd.users.statusfile import DEFAULT_PATH
 from fingerd.web.pages import Templates, TemplateError
@@ -222,6 +223,7 @@ _ttl = _checked(float, lambda value: 0 <= value <= 86400, "seconds, from 0 to 86
 _count = _checked(int, lambda value: value >= 1, "a whole number of at least 1")
 _limit = _checked(int, lambda value: value >= 0, "a whole number, 0 for no limit")
 _uid = _checked(int, lambda value: value >= 0, "a uid, 0 or more")
+_network = _checked(network, lambda value: True, "an address or a network, such as 192.0.2.10 or 10.0.0.0/8")
 _level = _checked(str.lower, lambda value: value in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS))
 
 
@@ -250,6 +252,14 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
         default=32,
         metavar="N",
         help="concurrent connections from one client address (IPv6: one /64), per service; 0: no limit",
+    )
+    finger.add_argument(
+        "--proxy-from",
+        action="append",
+        type=_network,
+        metavar="CIDR",
+        help="peers trusted to name the client with a PROXY header (v1 or v2) or X-Forwarded-For, "
+        "which they must send; repeatable; default: none",
     )
     finger.add_argument(
         "--list-users", action=argparse.BooleanOptionalAction, default=True, help="answer the empty query with a list"
@@ -319,6 +329,7 @@ def resolve(options: argparse.Namespace) -> str:
     """
     if options.source is None:
         options.source = ["file"]
+    options.proxies = TrustedProxies(options.proxy_from or [])
     if len(set(options.source)) != len(options.source):
         return f"argument --source: a source is listed twice: {', '.join(options.source)}"
     if options.finger_port == 0:

@@ -8,7 +8,9 @@ here:
 
 * a limit (`max_connections`, `Slots` taken without waiting), and a limit
   per client (`max_per_address`, grouped by `listen.client_group`); past either, `busy_reply` is sent at once and the
-  connection closed, instead of queueing;
+  connection closed, instead of queueing.  A connection from a trusted
+  proxy (`proxies`) is counted against the client it speaks for, once
+  its thread has read who that is (`count_client`);
 * out of file descriptors, no spinning: a descriptor kept in reserve
   (`DescriptorReserve`, one for the whole daemon) is given up to accept one
   waiting client and tell it `busy_reply`, and the acceptor pauses when
@@ -46,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from fingerd.listen import EarlyBindMixIn, client_group, peer_text
+from fingerd.proxy import TrustedProxies
 
 log = logging.getLogger("fingerd")
 
@@ -217,6 +220,8 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
     poll_interval = 0.1
     lifetime = 20.0
     busy_reply: bytes | None = None
+    proxies = TrustedProxies()
+    """Peers whose connections speak for another client (`--proxy-from`); counted per that client, not per peer."""
     name = "conn"
     last_join = 1.0
     """Seconds to wait, past the stop deadline, for threads whose sockets were just shut."""
@@ -283,10 +288,11 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
     # -- one connection, in its own thread -----------------------------
 
     def process_request(self, request: object, client_address: object) -> None:
+        """A thread for the connection; one from a trusted proxy is counted once its client is known (`count_client`)."""
         if not self.slots.acquire():
             self.turn_away(request, client_address)
             return
-        self.start_thread(request, client_address)
+        self.start_thread(request, client_address, counted=not self.proxies.trusts(client_address))
 
     def start_thread(self, request: object, client_address: object, counted: bool = True) -> None:
         """Serve ``request`` in a thread of its own; the caller has taken a slot for it.
@@ -335,6 +341,24 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
                 self.per_address.give_back(group)
             permits.release()
             self.shutdown_request(request)  # type: ignore[attr-defined]
+
+    def count_client(self, client_address: object) -> bool:
+        """From a connection's thread started uncounted: count it against ``client_address``, the client a proxy named.
+
+        False when that client already holds `max_per_address`
+        connections: the caller tells it busy.  What is counted here is
+        given back when the thread ends.
+        """
+        group = client_group(client_address)
+        if not self.per_address.take(group):
+            return False
+        with self._active_lock:
+            active = self._active.get(threading.current_thread())
+            if active is not None:
+                active.group = group
+                return True
+        self.per_address.give_back(group)
+        return True
 
     def socket_of(self, request: object) -> socket.socket:
         """The connected socket of ``request`` (override when requests carry more than their socket)."""

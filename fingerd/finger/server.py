@@ -56,6 +56,7 @@ from fingerd.finger.answer import BUSY, TIMED_OUT, Policy, answer, answer_now
 from fingerd.finger.forward import Forwarder
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
 from fingerd.protocol import Kind, Query, first_line, line_is_too_long, parse_query
+from fingerd.proxy import ProxyHeaderError, TrustedProxies, parse_header
 from fingerd.render import reply_bytes
 from fingerd.sources.directory import Directory
 from fingerd.threads import DONT_WAIT, BoundedThreadsMixIn
@@ -79,6 +80,7 @@ class FingerSettings:
     max_connections: int = 512
     max_per_address: int = 32
     policy: Policy = field(default_factory=Policy)
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class Exchange:
     ``accepted`` is when the client's deadline started; ``received`` is what
     it has sent so far and ``ended`` whether it has half-closed.  ``unsent``
     is the rest of a reply the accepting thread began to send (and logged).
+    ``header_pending`` marks a connection from a trusted proxy whose PROXY
+    header has not all arrived: ``received`` starts with it.
     """
 
     sock: socket.socket
@@ -95,6 +99,7 @@ class Exchange:
     received: bytes = b""
     ended: bool = False
     unsent: memoryview | bytes = b""
+    header_pending: bool = False
 
     def take(self, chunk: bytes) -> None:
         if chunk:
@@ -143,9 +148,12 @@ class FingerHandler(socketserver.BaseRequestHandler):
         try:
             if exchange.unsent:
                 self.send(exchange.unsent)
+            elif exchange.header_pending and not self.read_proxy_header():
+                pass
             elif not self.read_query():
-                self.server.log(self.client_address, exchange, "timeout")
-                self.send(TIMED_OUT_REPLY)
+                self.time_out()
+            elif exchange.ended and not exchange.received:
+                self.server.log_no_query(self.client_address)
             else:
                 reply, outcome = self.server.reply(exchange.line(), self.deadline)
                 self.server.log(self.client_address, exchange, outcome)
@@ -162,18 +170,69 @@ class FingerHandler(socketserver.BaseRequestHandler):
         """Read until the query line is complete; False when the deadline (or the daemon's stop) comes first."""
         exchange = self.request
         while not exchange.complete():
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
+            if not self.receive():
                 return False
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(RECV_SIZE)
-            except TimeoutError:
-                return False
-            if not chunk and self.server.closing.is_set():
-                return False
-            exchange.take(chunk)
         return True
+
+    def read_proxy_header(self) -> bool:
+        """From a trusted proxy: read its header and take the client it names as this connection's; False when done.
+
+        Done means answered and logged: the header was bad or cut short,
+        the connection ended or timed out before it, or the client named
+        already holds `--max-per-address` connections.
+        """
+        exchange = self.request
+        try:
+            header = parse_header(exchange.received)
+            while header is None and not exchange.ended:
+                if not self.receive():
+                    self.time_out()
+                    return False
+                header = parse_header(exchange.received)
+            if header is None and exchange.received:
+                raise ProxyHeaderError("the connection ended inside the header")
+        except ProxyHeaderError as error:
+            self.server.refuse_header(self.client_address, error)
+            return False
+        if header is None:
+            self.server.log_no_query(self.client_address)
+            return False
+        exchange.header_pending = False
+        exchange.received = exchange.received[header.length :]
+        self.client_address = header.source or self.client_address
+        if not self.server.count_client(self.client_address):
+            self.server.log_busy(self.client_address)
+            self.send(BUSY_REPLY)
+            return False
+        return True
+
+    def receive(self) -> bool:
+        """Read what the client sends next, within the deadline; False when it (or the daemon's stop) comes first.
+
+        A reset before the client sent anything counts as its end of input:
+        a connection closed with no byte sent, as health checks do.
+        """
+        exchange = self.request
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(RECV_SIZE)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            if exchange.received:
+                raise
+            chunk = b""
+        if not chunk and self.server.closing.is_set():
+            return False
+        exchange.take(chunk)
+        return True
+
+    def time_out(self) -> None:
+        self.server.log(self.client_address, self.request, "timeout")
+        self.send(TIMED_OUT_REPLY)
 
     def send(self, reply: memoryview | bytes) -> None:
         """The whole reply within `--timeout`; its tail rides with the FIN that closing sends."""
@@ -235,6 +294,7 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self._cache = _ReplyCache(-1)
         self.max_connections = settings.max_connections
         self.max_per_address = settings.max_per_address
+        self.proxies = settings.proxies
         self.init_threads(lifetime=2 * settings.timeout + self.linger_seconds)
         super().__init__((address.host, address.port), FingerHandler, bind_and_activate=False)
 
@@ -285,9 +345,20 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             received = request.recv(RECV_SIZE, DONT_WAIT)
         except BlockingIOError:
             received = None
+        except ConnectionResetError:
+            received = b""
         except OSError:
             request.close()
             return
+        if received == b"":
+            self.log_no_query(client_address)
+            request.close()
+        elif self.proxies and self.proxies.trusts(client_address):
+            self._process_proxied(request, received, client_address)
+        else:
+            self._process(request, received, client_address)
+
+    def _process(self, request: socket.socket, received: bytes | None, client_address: tuple) -> None:
         try:
             exchange = self._answer_at_once(request, received, client_address)
         except BaseException:
@@ -296,9 +367,36 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         if exchange is None:
             request.close()
             return
+        self._hand_over(exchange, client_address, counted=not exchange.unsent)
+
+    def _process_proxied(self, request: socket.socket, received: bytes | None, proxy: tuple) -> None:
+        """From a trusted proxy: the PROXY header first, then the query, answered for the client it names.
+
+        A header not yet whole goes to a thread, which counts the
+        connection once it knows the client (`FingerHandler.read_proxy_header`).
+        """
+        try:
+            header = None if received is None else parse_header(received)
+        except ProxyHeaderError as error:
+            self.refuse_header(proxy, error)
+            request.close()
+            return
+        if header is None:
+            exchange = self._exchange(request, received)
+            exchange.header_pending = True
+            self._hand_over(exchange, proxy, counted=False)
+            return
+        client = header.source or proxy
+        rest = received[header.length :]  # type: ignore[index]
+        if rest:
+            self._process(request, rest, client)
+            return
+        self._hand_over(Exchange(request, time.monotonic()), client, counted=True)
+
+    def _hand_over(self, exchange: Exchange, client_address: tuple, counted: bool) -> None:
         taken = self.slots.acquire()
         assert taken, "only this thread takes slots, and one was free"
-        self.start_thread(exchange, client_address, counted=not exchange.unsent)
+        self.start_thread(exchange, client_address, counted=counted)
 
     def socket_of(self, request: object) -> socket.socket:
         return request.sock if isinstance(request, Exchange) else request  # type: ignore[return-value]
@@ -312,6 +410,15 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
 
     def log_busy(self, client_address: tuple) -> None:  # type: ignore[override]
         self.access.record(client_address[0], None, 0, "busy")
+
+    def log_no_query(self, client_address: tuple) -> None:
+        """A connection closed before its first byte (a port scan, a health check): not a list query."""
+        self.access.record(client_address[0], None, 0, "no-query")
+
+    def refuse_header(self, proxy: tuple, error: ProxyHeaderError) -> None:
+        """A trusted proxy sent no valid PROXY header: the connection is closed unanswered, and logged."""
+        self.access.record(proxy[0], None, 0, "bad-proxy-header")
+        log.warning("%s: bad PROXY header: %s", peer_text(proxy), error)
 
     # -- replies -------------------------------------------------------
 
@@ -396,4 +503,3 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         if line is not None:
             cache.replies[exchange.received] = reply
         return reply
-

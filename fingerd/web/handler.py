@@ -7,6 +7,7 @@ Routes (everything else is 404; methods other than GET, HEAD and POST 405)::
     GET  /api/users              {"name": "status", ...}
     GET  /api/users/<name>       {"name": ..., "status": ...}, 404 if unknown
     GET  /static/style.css, /static/live.js
+    GET  /healthz                200 "ok" while every service of the daemon is alive, else 503
     POST /RPC2                   XML-RPC getUser(name), getUsers()
 
 No path reaches the filesystem: templates and static files were read at
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from fingerd.listen import peer_text
+from fingerd.proxy import forwarded_client
 from fingerd.render import visible
 from fingerd.web import api, pages
 
@@ -57,6 +59,7 @@ HTML = "text/html; charset=utf-8"
 JSON = "application/json; charset=utf-8"
 PLAIN = "text/plain; charset=utf-8"
 BUSY_TEXT = "Server busy, try again later\n"
+HEALTH_PATH = "/healthz"
 STATIC_TYPES = {"style.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
 
 
@@ -171,7 +174,25 @@ class WebHandler(BaseHTTPRequestHandler):
             self.allow = ", ".join(self.allowed_methods)
             self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
             return False
-        return True
+        return self.admit_client()
+
+    def admit_client(self) -> bool:
+        """Take the client a trusted proxy names in ``X-Forwarded-For``, and count the connection against it.
+
+        A connection from a trusted proxy was not counted when it was
+        accepted (`BoundedThreadsMixIn.count_client`); this is where its
+        client is known.  Past `--max-per-address`, the client is told 503.
+        """
+        proxies = self.server.proxies
+        if not proxies:
+            return True
+        self.client_address = forwarded_client(
+            self.client_address, self.headers.get_all("X-Forwarded-For") or [], proxies
+        )
+        if self.server.count_client(self.client_address):
+            return True
+        self.send(Response(HTTPStatus.SERVICE_UNAVAILABLE, PLAIN, BUSY_TEXT.encode()), with_body=self.command != "HEAD")
+        return False
 
     # -- methods -------------------------------------------------------
 
@@ -201,6 +222,10 @@ class WebHandler(BaseHTTPRequestHandler):
         templates, host = self.server.templates, self.server.settings.host
         if path == "/":
             return Response(HTTPStatus.OK, HTML, pages.index_page(templates, host, directory.listing()))
+        if path == HEALTH_PATH:
+            if self.server.settings.healthy():
+                return Response(HTTPStatus.OK, PLAIN, b"ok\n")
+            return Response(HTTPStatus.SERVICE_UNAVAILABLE, PLAIN, b"unavailable\n")
         if path == "/api/users":
             return json_response(HTTPStatus.OK, api.users_json(directory.listing()))
         if path.startswith("/api/users/"):
@@ -276,9 +301,11 @@ class WebHandler(BaseHTTPRequestHandler):
         super().end_headers()
 
     def log_request(self, code: object = "-", size: object = "-") -> None:
+        """One access line per request; health checks, which come every few seconds, only at debug level."""
         status = code.value if isinstance(code, HTTPStatus) else code
         line = self.requestline[:200].replace("\\", "\\\\").replace('"', '\\"')
-        access_log.info("%s \"%s\" %s", peer_text(self.client_address), visible(line), status)
+        level = logging.DEBUG if urlsplit(getattr(self, "path", "")).path == HEALTH_PATH else logging.INFO
+        access_log.log(level, "%s \"%s\" %s", peer_text(self.client_address), visible(line), status)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
         access_log.debug("%s %s", peer_text(self.client_address), visible(format % args))

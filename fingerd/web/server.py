@@ -33,9 +33,19 @@ import socketserver
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fingerd.listen import ListenAddress, ListenerMixin, peer_text
+from fingerd.proxy import (
+    V1_MAX_BYTES,
+    V2_FIXED,
+    V2_MAX_BODY,
+    Address,
+    ProxyHeaderError,
+    TrustedProxies,
+    parse_header,
+    starts_like_header,
+)
 from fingerd.sources.directory import Directory
 from fingerd.threads import BoundedThreadsMixIn
 from fingerd.web.api import make_dispatcher
@@ -44,15 +54,25 @@ from fingerd.web.pages import Templates
 
 log = logging.getLogger("fingerd.web")
 
+PEEK_BYTES = max(V1_MAX_BYTES, V2_FIXED.size + V2_MAX_BODY)
+"""Enough to hold the longest PROXY header either version allows."""
+
+
+
+def _always_healthy() -> bool:
+    return True
 
 
 @dataclass(frozen=True)
 class WebSettings:
-    """What the pages need to know about the host and the limits."""
+    """What the pages need to know about the host, the limits, the proxies, and the daemon's health."""
 
     host: str = "localhost"
     timeout: float = 10.0
     max_per_address: int = 32
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    healthy: Callable[[], bool] = _always_healthy
+    """What ``GET /healthz`` reports: the application's own check, that every service is alive."""
 
 
 class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
@@ -84,6 +104,7 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         self.name = "https" if tls else "web"
         self._busy_slots = threading.BoundedSemaphore(self.busy_threads)
         self.max_per_address = settings.max_per_address
+        self.proxies = settings.proxies
         self.init_threads(lifetime=2 * settings.timeout)
         super().__init__((address.host, address.port), WebHandler, bind_and_activate=False)
 
@@ -119,9 +140,22 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
 
     def handle_connection(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         def answer(connection: socket.socket) -> None:
-            self.finish_request(connection, client_address)
+            self.finish_request(connection, client)
 
-        self._converse(request, client_address, self.settings.timeout, answer)
+        client = client_address
+        if self.proxies.trusts(client_address):
+            try:
+                request.settimeout(self.settings.timeout)
+                client = read_proxy_header(request) or client_address
+            except ProxyHeaderError as error:
+                log.warning("%s: %s: bad PROXY header: %s", self.name, peer_text(client_address), error)
+                self.shutdown_request(request)
+                return
+            except OSError as error:
+                log.debug("%s: %s", peer_text(client_address), error)
+                self.shutdown_request(request)
+                return
+        self._converse(request, client, self.settings.timeout, answer)
 
     def _converse(
         self, request: socket.socket, client_address: object, timeout: float, talk: Callable[[socket.socket], None]
@@ -139,3 +173,34 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             log.debug("%s: %s", peer_text(client_address), error)
         finally:
             self.shutdown_request(connection)
+
+
+def read_proxy_header(sock: socket.socket) -> Address | None:
+    """The client a PROXY header at the start of ``sock`` names, taken off the socket and not a byte more.
+
+    None when the connection starts without one (plain HTTP, a TLS
+    handshake: a proxy that sends ``X-Forwarded-For`` instead) or the
+    header names no address.  What follows the header must stay unread
+    for `http.server` or the TLS layer, so the bytes are peeked at;
+    ``SO_RCVLOWAT`` makes each peek wait, within the socket's timeout,
+    for more than the last one saw, so the thread never spins.
+    """
+    want = 1
+    try:
+        while True:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            data = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
+            starts = starts_like_header(data)
+            if starts is False:
+                return None
+            header = parse_header(data) if starts else None
+            if header is not None:
+                sock.recv(header.length, socket.MSG_WAITALL)
+                return header.source
+            if len(data) < want:
+                if data:
+                    raise ProxyHeaderError("the connection ended inside the header")
+                return None
+            want = len(data) + 1
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)

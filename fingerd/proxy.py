@@ -1,0 +1,274 @@
+"""Trusted proxies: who may name the real client, and how they name it.
+
+A load balancer in front of the daemon (HAProxy, nginx ``stream``) makes
+every connection come from the balancer's own address.  It can say whose
+connection it is passing on, in one of two ways:
+
+* the PROXY protocol (HAProxy's ``send-proxy``, ``send-proxy-v2``; nginx's
+  ``proxy_protocol on``): a header before the first byte of the client's
+  own data, in text (v1) or binary (v2);
+* ``X-Forwarded-For``, for HTTP only: each proxy appends the address it
+  received the request from.
+
+Either is believed only from a peer in `--proxy-from` (`TrustedProxies`):
+anyone can write a header.  The real client's address then counts for the
+access log and for `--max-per-address`, and for nothing else.
+
+Everything here is a pure function of bytes or text: `parse_header` reads
+a header from what has been received so far, `forwarded_client` walks an
+``X-Forwarded-For`` chain.  The services read from their sockets and call
+them.  The two formats are those of HAProxy's ``proxy-protocol.txt``
+(docs/behavior.md, "Behind a load balancer").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+Address = tuple[str, int]
+"""A peer as sockets give it: host text and port."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+V1_PREFIX = b"PROXY "
+V1_MAX_BYTES = 107
+"""The longest v1 header, CR LF included (``PROXY UNKNOWN`` with two full IPv6 addresses)."""
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+V2_FIXED = struct.Struct("!12sBBH")
+"""Signature, version and command, family and transport, length of what follows."""
+V2_MAX_BODY = 2048
+"""Longest v2 address block with its TLVs accepted; HAProxy's own headers are a few hundred bytes."""
+V2_LOCAL, V2_PROXY = 0x0, 0x1
+V2_INET4 = struct.Struct("!4s4sHH")
+V2_INET6 = struct.Struct("!16s16sHH")
+V2_UNIX_BYTES = 216
+TLV_HEAD = struct.Struct("!BH")
+V1_PORT = re.compile(rb"0|[1-9][0-9]{0,4}")
+HOP_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+_V1_FAMILIES = {b"TCP4": ipaddress.IPv4Address, b"TCP6": ipaddress.IPv6Address}
+
+
+class ProxyHeaderError(ValueError):
+    """What was received is not a valid PROXY header (the message says why, for the log)."""
+
+
+@dataclass(frozen=True)
+class ProxyHeader:
+    """A whole PROXY header.
+
+    ``source`` is the client the proxy speaks for, or None when the proxy
+    speaks for itself (v2 ``LOCAL``, as in health checks) or names no
+    internet address (v1 ``UNKNOWN``, v2 ``UNSPEC`` or a Unix socket); the
+    connection's own peer stands for the client then.  ``length`` is how
+    many bytes the header took; the client's data follows.
+    """
+
+    version: int
+    length: int
+    source: Address | None = None
+    destination: Address | None = None
+    local: bool = False
+    tlvs: tuple[tuple[int, bytes], ...] = ()
+
+
+def starts_like_header(data: bytes) -> bool | None:
+    """Whether ``data`` begins a PROXY header: True, False, or None when too few bytes have come to tell."""
+    for prefix in (V1_PREFIX, V2_SIGNATURE):
+        if data[: len(prefix)] == prefix[: len(data)]:
+            return True if len(data) >= len(prefix) else None
+    return False
+
+
+def parse_header(data: bytes) -> ProxyHeader | None:
+    """The PROXY header at the start of ``data``; None while it is incomplete.
+
+    Raises `ProxyHeaderError` as soon as ``data`` cannot be the start of a
+    valid header, so a peer that sends something else is refused without
+    waiting for more.
+    """
+    kind = starts_like_header(data)
+    if kind is False:
+        raise ProxyHeaderError("no PROXY header")
+    if kind is None:
+        return None
+    if data.startswith(V1_PREFIX):
+        return _parse_v1(data)
+    return _parse_v2(data)
+
+
+def _parse_v1(data: bytes) -> ProxyHeader | None:
+    end = data.find(b"\r\n", 0, V1_MAX_BYTES)
+    if end < 0:
+        if len(data) >= V1_MAX_BYTES or b"\n" in data[:V1_MAX_BYTES]:
+            raise ProxyHeaderError(f"v1 header without CR LF in its first {V1_MAX_BYTES} bytes")
+        return None
+    words = data[len(V1_PREFIX) : end].split(b" ")
+    if words[0] == b"UNKNOWN":
+        return ProxyHeader(1, end + 2)
+    family = _V1_FAMILIES.get(words[0])
+    if family is None:
+        raise ProxyHeaderError(f"v1 protocol {_shown(words[0])} is not TCP4, TCP6 or UNKNOWN")
+    if len(words) != 5:
+        raise ProxyHeaderError("v1 header does not have source, destination and both ports")
+    source = (_v1_address(words[1], family), _v1_port(words[3]))
+    destination = (_v1_address(words[2], family), _v1_port(words[4]))
+    return ProxyHeader(1, end + 2, source, destination)
+
+
+def _v1_address(word: bytes, family: type[IP]) -> str:
+    try:
+        if b"%" in word:
+            raise ValueError("a scope belongs to one host's links")
+        return str(family(word.decode("ascii")))
+    except (UnicodeDecodeError, ValueError):
+        raise ProxyHeaderError(f"v1 address {_shown(word)} is not an {family.__name__[:4]} address") from None
+
+
+def _v1_port(word: bytes) -> int:
+    if not V1_PORT.fullmatch(word) or int(word) > 65535:
+        raise ProxyHeaderError(f"v1 port {_shown(word)} is not a number from 0 to 65535")
+    return int(word)
+
+
+def _parse_v2(data: bytes) -> ProxyHeader | None:
+    if len(data) < V2_FIXED.size:
+        return None
+    _, version_command, family, body_length = V2_FIXED.unpack_from(data)
+    if version_command >> 4 != 2:
+        raise ProxyHeaderError(f"v2 header of version {version_command >> 4}")
+    command = version_command & 0x0F
+    if command not in (V2_LOCAL, V2_PROXY):
+        raise ProxyHeaderError(f"v2 command {command} is neither LOCAL nor PROXY")
+    if body_length > V2_MAX_BODY:
+        raise ProxyHeaderError(f"v2 header of {body_length} bytes, more than {V2_MAX_BODY}")
+    length = V2_FIXED.size + body_length
+    if len(data) < length:
+        return None
+    body = data[V2_FIXED.size : length]
+    if command == V2_LOCAL:
+        return ProxyHeader(2, length, local=True)
+    source, destination, used = _v2_addresses(family, body)
+    return ProxyHeader(2, length, source, destination, tlvs=_tlvs(body[used:]))
+
+
+def _v2_addresses(family: int, body: bytes) -> tuple[Address | None, Address | None, int]:
+    """The addresses of a v2 PROXY block and how many bytes they take; the rest are TLVs."""
+    address_family, transport = family >> 4, family & 0x0F
+    if transport > 2 or address_family > 3:
+        raise ProxyHeaderError(f"v2 family byte 0x{family:02x} is not defined")
+    if address_family == 0:
+        return None, None, 0
+    if address_family == 3:
+        return None, None, _need(body, V2_UNIX_BYTES, "Unix")
+    layout, kind = (V2_INET4, ipaddress.IPv4Address) if address_family == 1 else (V2_INET6, ipaddress.IPv6Address)
+    _need(body, layout.size, kind.__name__[:4])
+    source, destination, source_port, destination_port = layout.unpack_from(body)
+    return (str(kind(source)), source_port), (str(kind(destination)), destination_port), layout.size
+
+
+def _need(body: bytes, size: int, what: str) -> int:
+    if len(body) < size:
+        raise ProxyHeaderError(f"v2 {what} addresses need {size} bytes, the header has {len(body)}")
+    return size
+
+
+def _tlvs(data: bytes) -> tuple[tuple[int, bytes], ...]:
+    """The type-length-value entries after the addresses; they must fill the header exactly."""
+    entries = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < TLV_HEAD.size:
+            raise ProxyHeaderError("v2 TLV cut short")
+        kind, size = TLV_HEAD.unpack_from(data, offset)
+        offset += TLV_HEAD.size
+        if len(data) - offset < size:
+            raise ProxyHeaderError(f"v2 TLV 0x{kind:02x} of {size} bytes runs past the header")
+        entries.append((kind, data[offset : offset + size]))
+        offset += size
+    return tuple(entries)
+
+
+def _shown(word: bytes) -> str:
+    """A word from the wire, safe and short for a log line."""
+    return repr(word[:40])[1:]
+
+
+def ip_of(address: object) -> IP | None:
+    """The IP address of a peer (IPv4-mapped IPv6 as IPv4, scope dropped); None for a Unix peer or a name."""
+    if not isinstance(address, tuple) or not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(str(address[0]).partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+class TrustedProxies:
+    """The peers of `--proxy-from`: they must, and only they may, name the client they speak for."""
+
+    def __init__(self, networks: Iterable[Network] = ()) -> None:
+        self.networks = tuple(networks)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({[str(network) for network in self.networks]})"
+
+    def trusts(self, address: object) -> bool:
+        """True if ``address`` (a peer tuple) is in one of the networks."""
+        if not self.networks:
+            return False
+        ip = ip_of(address)
+        return ip is not None and any(ip in network for network in self.networks)
+
+
+def forwarded_client(peer: Address, forwarded_for: Sequence[str], proxies: TrustedProxies) -> Address:
+    """The client an ``X-Forwarded-For`` chain names: its rightmost hop that is not a trusted proxy.
+
+    Each proxy appends the address it heard from, so the list is read from
+    the right, and only as far as trusted proxies wrote it: the first
+    untrusted hop is the client, and whatever it claims further left is
+    its own word.  A hop that is not an address ends the walk: the last
+    trusted hop is then taken for the client.  ``forwarded_for`` holds the
+    header's values, in the order they came.
+    """
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    client = peer
+    while hops and proxies.trusts(client):
+        hop = _forwarded_hop(hops.pop())
+        if hop is None:
+            break
+        client = hop
+    return client
+
+
+def _forwarded_hop(text: str) -> Address | None:
+    """One ``X-Forwarded-For`` entry: ``192.0.2.1``, ``192.0.2.1:4711``, ``2001:db8::1`` or ``[2001:db8::1]:4711``."""
+    host, port = text, "0"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not HOP_PORT.fullmatch(port) or int(port) > 65535:
+        return None
+    try:
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:
+        return None
+
+
+def network(text: str) -> Network:
+    """A `--proxy-from` value: an address or a network (``10.0.0.0/8``, ``2001:db8::/32``); host bits are ignored."""
+    return ipaddress.ip_network(text.strip(), strict=False)
