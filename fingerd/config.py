@@ -258,8 +258,8 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
         action="append",
         type=_network,
         metavar="CIDR",
-        help="peers trusted to name the client with a PROXY header (v1 or v2) or X-Forwarded-For, "
-        "which they must send; repeatable; default: none",
+        help="peers trusted to name the client with a PROXY header (v1 or v2; on the finger port they must send one) "
+        "or X-Forwarded-For; repeatable; default: none",
     )
     finger.add_argument(
         "--list-users", action=argparse.BooleanOptionalAction, default=True, help="answer the empty query with a list"

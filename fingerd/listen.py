@@ -116,9 +116,8 @@ def client_group(address: object) -> str:
     their /64, since one host is handed a whole /64 and may use any address
     in it, except link-local ones, which share ``fe80::/64`` on every link
     and so count by their own address and scope.  Local (Unix-socket) peers
-    are one group.  The address is the
-    connection's peer: the one place to change when a trusted proxy is to
-    name the real client.
+    are one group.  The address is the client's: the connection's peer, or
+    the client a trusted proxy names for it (`fingerd.proxy`).
     """
     if not isinstance(address, tuple) or not address:
         return "local"

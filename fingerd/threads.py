@@ -347,17 +347,17 @@ class BoundedThreadsMixIn(EarlyBindMixIn):
 
         False when that client already holds `max_per_address`
         connections: the caller tells it busy.  What is counted here is
-        given back when the thread ends.
+        given back when the thread ends.  A connection counted already
+        (when it was accepted) is left as it is.
         """
+        with self._active_lock:
+            active = self._active.get(threading.current_thread())
+        if active is None or active.group is not None:
+            return True
         group = client_group(client_address)
         if not self.per_address.take(group):
             return False
-        with self._active_lock:
-            active = self._active.get(threading.current_thread())
-            if active is not None:
-                active.group = group
-                return True
-        self.per_address.give_back(group)
+        active.group = group
         return True
 
     def socket_of(self, request: object) -> socket.socket:

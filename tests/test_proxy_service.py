@@ -188,6 +188,18 @@ def test_max_per_address_counts_the_client_behind_the_proxy(start_daemon):
     )
 
 
+def test_past_max_connections_the_busy_line_names_the_client_behind_the_proxy(start_daemon):
+    daemon = start_daemon(STATUS, proxy_from=PROXY, max_connections=1, timeout=20)
+    held = hold(daemon.port, v2("192.0.2.7"), 1)
+    try:
+        time.sleep(0.3)
+        assert exchange(daemon.port, v2("192.0.2.8") + b"alice\r\n") == b"Server busy, try again later\r\n"
+        daemon.wait_for_log("192.0.2.8 - busy")
+    finally:
+        held[0].close()
+    assert "127.0.0.1 - busy" not in daemon.log()
+
+
 def test_a_connection_closed_without_a_byte_is_no_query(proxied):
     assert exchange(proxied.port, b"", source=CLIENT) == b""
     with connect(proxied.port, CLIENT) as sock:
@@ -296,6 +308,11 @@ def test_web_counts_the_client_behind_the_proxy(start_daemon, ports):
         waiting.close()
     daemon.wait_for_log('192.0.2.8 "GET / HTTP/1.0" 200')
     assert web_lines(daemon).count('192.0.2.7 "GET / HTTP/1.0" 503') == 2
+    # Counted once each, and given back when done (a moment after the client reads the end, hence the retries):
+    # one request after another, clients and the proxy itself are always served again.
+    for _ in range(4):
+        for head, source in ((get("/"), CLIENT), (v1("192.0.2.7") + get("/"), PROXY), (get("/"), PROXY)):
+            wait_until(lambda: web_request(web_port, head, source).startswith(b"HTTP/1.0 200"), what="served again")
 
 
 @pytest.fixture(scope="module")

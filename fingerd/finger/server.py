@@ -25,6 +25,17 @@ Reading the query and looking it up are bounded by the query's deadline,
 of its own.  A slow source holds only the threads of the queries that
 asked it (`fingerd.sources`).
 
+Behind a load balancer, a peer in `--proxy-from` starts every connection
+with a PROXY header (`fingerd.proxy`) naming the client it speaks for.
+The header is required from such a peer and believed from no other; it
+is read before the query, on the accepting thread when it came whole
+with the kernel's first wake-up, else by the connection's thread, which
+then counts the connection against that client (`count_client`).  The
+client's address is logged and limited; the reply does not depend on it.
+
+A connection closed before its first byte (a port scan, a health check)
+is logged as ``no-query``; an empty line is still the user list.
+
 Replies are built by the pure functions of `fingerd.finger.answer`.  Those
 answered from memory are cached, per table generation, by the bytes the
 first ``recv`` gave when they are exactly one whole line, so a repeated
@@ -174,6 +185,30 @@ class FingerHandler(socketserver.BaseRequestHandler):
                 return False
         return True
 
+    def receive(self) -> bool:
+        """Read what the client sends next, within the deadline; False when it (or the daemon's stop) comes first.
+
+        A reset before the client sent anything counts as its end of input:
+        a connection closed with no byte sent, as health checks do.
+        """
+        exchange = self.request
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(RECV_SIZE)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            if exchange.received:
+                raise
+            chunk = b""
+        if not chunk and self.server.closing.is_set():
+            return False
+        exchange.take(chunk)
+        return True
+
     def read_proxy_header(self) -> bool:
         """From a trusted proxy: read its header and take the client it names as this connection's; False when done.
 
@@ -204,30 +239,6 @@ class FingerHandler(socketserver.BaseRequestHandler):
             self.server.log_busy(self.client_address)
             self.send(BUSY_REPLY)
             return False
-        return True
-
-    def receive(self) -> bool:
-        """Read what the client sends next, within the deadline; False when it (or the daemon's stop) comes first.
-
-        A reset before the client sent anything counts as its end of input:
-        a connection closed with no byte sent, as health checks do.
-        """
-        exchange = self.request
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self.sock.settimeout(remaining)
-        try:
-            chunk = self.sock.recv(RECV_SIZE)
-        except TimeoutError:
-            return False
-        except ConnectionResetError:
-            if exchange.received:
-                raise
-            chunk = b""
-        if not chunk and self.server.closing.is_set():
-            return False
-        exchange.take(chunk)
         return True
 
     def time_out(self) -> None:
@@ -407,6 +418,17 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
 
     def close_request(self, request: object) -> None:
         self.socket_of(request).close()
+
+    def turn_away(self, request: object, client_address: tuple) -> None:  # type: ignore[override]
+        """Busy: from a trusted proxy, logged under the client its header names, when the header has arrived."""
+        if self.proxies.networks and self.proxies.trusts(client_address):
+            try:
+                header = parse_header(self.socket_of(request).recv(RECV_SIZE, DONT_WAIT | socket.MSG_PEEK))
+            except (OSError, ProxyHeaderError):
+                header = None
+            if header is not None and header.source is not None:
+                client_address = header.source
+        super().turn_away(request, client_address)
 
     def log_busy(self, client_address: tuple) -> None:  # type: ignore[override]
         self.access.record(client_address[0], None, 0, "busy")

@@ -20,6 +20,13 @@ keep-alive.  The TLS handshake happens in
 the connection's own thread, never in the accepting one, so a client that
 stalls mid-handshake holds only its own slot.
 
+From a peer in `--proxy-from`, the connection's thread first takes a
+PROXY header off the socket if one starts it (before the TLS handshake,
+as a balancer sends it), and the handler then follows ``X-Forwarded-For``
+through trusted hops (`fingerd.proxy`); such a connection is counted
+against the client found, not the proxy.  ``GET /healthz`` reports the
+application's own check (`WebSettings.healthy`).
+
 On stop the server stops accepting, lets running requests finish until the
 stop deadline, then shuts their sockets so every thread ends, and joins them
 all (`BoundedThreadsMixIn`, as every network service of the daemon).
