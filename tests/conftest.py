@@ -81,6 +81,33 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
     return found
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds (descriptors closing meanwhile are skipped)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def established_peers(pid: int, port: int) -> set[tuple[str, int]]:
+    """(address, port) of the far end of every established IPv4 TCP socket process ``pid`` holds on local ``port``."""
+    inodes = socket_inodes(pid)
+    peers = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        if fields[3] != "01" or fields[9] not in inodes or local_port != port:
+            continue
+        host, remote_port = fields[2].split(":")
+        peers.add((socket.inet_ntoa(bytes.fromhex(host)[::-1]), int(remote_port, 16)))
+    return peers
+
+
 def thread_identities(pid: int) -> list[dict[str, list[str]]]:
     """Uid, Gid and Groups of every thread of a process, from /proc/PID/task/*/status."""
     identities = []

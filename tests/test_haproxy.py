@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, read_all
+from conftest import Daemon, established_peers, read_all
 
 HAPROXY = "/usr/sbin/haproxy"
 CHECK_INTERVAL_MS = 100
@@ -52,7 +52,6 @@ BUSY_REPLY = b"Server busy, try again later\r\n"
 PROXY_ADDRESS = "127.0.0.1"
 CLIENT, OTHER_CLIENT = "127.0.0.2", "127.0.0.3"
 ACCESS_LINE = re.compile(r" fingerd\.access: (\S+) (.*)$")
-ESTABLISHED = "01"
 
 
 # -- waiting and talking -------------------------------------------------
@@ -100,33 +99,6 @@ def wait_for_access(
 def queries(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The access lines of connections that sent something (``no-query`` lines are HAProxy's health checks)."""
     return [line for line in lines if line[1] != "- no-query"]
-
-
-def socket_inodes(pid: int) -> set[str]:
-    """The inodes of the sockets process ``pid`` holds (descriptors closing meanwhile are skipped)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
-def established_peers(pid: int, port: int) -> set[tuple[str, int]]:
-    """(address, port) of the far end of every established TCP socket process ``pid`` holds on local ``port``."""
-    inodes = socket_inodes(pid)
-    peers = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].split(":")[1], 16)
-        if fields[3] != ESTABLISHED or fields[9] not in inodes or local_port != port:
-            continue
-        host, remote_port = fields[2].split(":")
-        peers.add((socket.inet_ntoa(bytes.fromhex(host)[::-1]), int(remote_port, 16)))
-    return peers
 
 
 def proxy_v2_header(source: str, destination: str, source_port: int, destination_port: int) -> bytes:
@@ -371,7 +343,12 @@ def test_haproxy_health_checks_are_never_list_queries(balanced):
     assert all(row["status"] == "UP" for row in balanced.haproxy.servers().values())
 
 
-def test_haproxy_http_checks_use_healthz(start_daemon, start_haproxy, ports):
+@pytest.mark.parametrize(
+    "server_options",
+    ["send-proxy-v2", ""],
+    ids=["client named by a PROXY header", "client named by X-Forwarded-For"],
+)
+def test_haproxy_http_checks_use_healthz(start_daemon, start_haproxy, ports, server_options):
     web_port = ports.take()
     daemon = start_daemon(status=V2_STATUS, proxy_from=PROXY_ADDRESS, max_per_address=2, web_port=web_port)
     frontend = ports.take()
@@ -385,12 +362,13 @@ def test_haproxy_http_checks_use_healthz(start_daemon, start_haproxy, ports):
         "    mode http\n"
         "    option httpchk GET /healthz\n"
         "    http-check expect string ok\n"
-        f"    server web 127.0.0.1:{web_port} send-proxy-v2 check inter {CHECK_INTERVAL_MS}\n"
+        f"    server web 127.0.0.1:{web_port} {server_options} check inter {CHECK_INTERVAL_MS}\n"
     )
     haproxy.wait_until_checked_up(["web/web"], passed="L7OK")
     assert haproxy.servers()["web/web"]["check_code"] == "200"
 
-    # The client's own X-Forwarded-For is its word only: HAProxy appends the address it really came from.
+    # The client's own X-Forwarded-For is its word only: HAProxy appends the address it really came from,
+    # and names it in the PROXY header too when it sends one.
     request = b"GET /api/users/alice HTTP/1.0\r\nHost: fingerd\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n"
     reply = ask(frontend, request, source=CLIENT).decode()
     assert re.match(r"HTTP/1\.[01] 200 ", reply), reply

@@ -150,6 +150,10 @@ def test_v2_header_bigger_than_the_limit_is_refused_before_it_arrives():
         (V2_SIGNATURE + bytes([0x22, INET4, 0, 0]), "neither LOCAL nor PROXY"),
         (V2_SIGNATURE + bytes([PROXY, 0x41, 0, 0]), "not defined"),
         (V2_SIGNATURE + bytes([PROXY, 0x13, 0, 0]), "not defined"),
+        (V2_SIGNATURE + bytes([PROXY, 0x10, 0, 12]) + bytes(12), "not defined"),
+        (V2_SIGNATURE + bytes([PROXY, 0x01, 0, 0]), "not defined"),
+        (V2_SIGNATURE + bytes([PROXY, 0x20, 0, 0]), "not defined"),
+        (V2_SIGNATURE + bytes([PROXY, 0x30, 0, 0]), "not defined"),
         (v2(PROXY, INET4, b"\x01\x02\x03"), "need 12 bytes"),
         (v2(PROXY, INET6, inet4("1.2.3.4", "5.6.7.8", 1, 2)), "need 36 bytes"),
         (v2(PROXY, UNIX, b"/run/a"), "need 216 bytes"),
@@ -201,6 +205,21 @@ def test_built_headers_parse_back(source, destination, source_port, destination_
     assert parse_header(binary).tlvs == tuple(extra)
 
 
+@given(
+    st.sampled_from([PROXY, LOCAL]),
+    st.sampled_from([UNSPEC, INET4, INET6, UNIX, 0x12, 0x22, 0x32]),
+    st.binary(max_size=300),
+)
+def test_v2_blocks_of_any_content_parse_or_are_refused(command, family, body):
+    try:
+        header = parse_header(v2(command, family, body))
+    except ProxyHeaderError:
+        assert command == PROXY, "a LOCAL block is skipped unread"
+        return
+    assert header is not None and header.length == 16 + len(body)
+    assert header.local == (command == LOCAL)
+
+
 @given(headers, st.data())
 def test_any_prefix_of_a_header_is_incomplete(header, data):
     cut = data.draw(st.integers(0, len(header) - 1))
@@ -208,8 +227,9 @@ def test_any_prefix_of_a_header_is_incomplete(header, data):
     assert starts_like_header(header[:cut]) is not False
 
 
-@given(st.binary(max_size=300))
-def test_arbitrary_bytes_give_a_header_none_or_a_header_error(data):
+@given(st.sampled_from([b"", b"PROXY ", b"PROXY TCP4 ", b"PROXY TCP6 ", V2_SIGNATURE]), st.binary(max_size=300))
+def test_arbitrary_bytes_give_a_header_none_or_a_header_error(start, rest):
+    data = start + rest
     try:
         header = parse_header(data)
     except ProxyHeaderError as error:
@@ -267,5 +287,8 @@ def test_trusted_proxies_match_mapped_and_scoped_addresses():
 def test_a_network_ignores_host_bits():
     assert network(" 10.1.2.3/8 ") == ipaddress.ip_network("10.0.0.0/8")
     assert network("2001:db8::1") == ipaddress.ip_network("2001:db8::1/128")
+    assert network("::ffff:10.0.0.2") == ipaddress.ip_network("10.0.0.2/32")
+    assert network("::ffff:10.0.0.0/104") == ipaddress.ip_network("10.0.0.0/8")
+    assert TrustedProxies([network("::ffff:10.0.0.2")]).trusts(("::ffff:10.0.0.2", 1))
     with pytest.raises(ValueError):
         network("10.0.0.0/33")

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import make_certificate, read_all, run_fingerd
+from conftest import established_peers, make_certificate, read_all, run_fingerd
 from fingerd.proxy import V2_SIGNATURE
 from fingerd.sources.directory import Directory
 from fingerd.users.table import UserTable
@@ -81,6 +81,12 @@ def wait_until(condition, timeout: float = 3.0, what: str = "condition"):
     return result
 
 
+def wait_held(daemon, held: list[socket.socket], port: int | None = None) -> None:
+    """Until the daemon has accepted every one of ``held`` (its connections' far ends are theirs)."""
+    ends = {sock.getsockname() for sock in held}
+    wait_until(lambda: ends <= established_peers(daemon.process.pid, port or daemon.port), what="connections held")
+
+
 @pytest.fixture
 def proxied(start_daemon):
     return start_daemon(STATUS, proxy_from=PROXY)
@@ -130,9 +136,14 @@ def test_a_trusted_proxy_without_a_header_is_closed_and_logged(proxied):
     assert exchange(proxied.port, b"PROXY TCP4 192.0.2.1 127.0.0.1 99999 79\r\nalice\r\n") == b""
     assert exchange(proxied.port, V2_SIGNATURE + b"\x21\x11\xff\xff" + b"alice\r\n") == b""
     assert exchange(proxied.port, v1("192.0.2.30")[:20]) == b"", "cut short, then closed"
-    wait_until(lambda: access_lines(proxied).count("127.0.0.1 - bad-proxy-header") == 4, what="four access lines")
+    with connect(proxied.port) as sock:
+        sock.sendall(v1("192.0.2.31")[:15])
+        wait_held(proxied, [sock])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # cut short, then reset
+    wait_until(lambda: access_lines(proxied).count("127.0.0.1 - bad-proxy-header") == 5, what="five access lines")
     log = proxied.log()
-    assert log.count("bad PROXY header") == 4
+    assert log.count("bad PROXY header") == 5
+    assert "the connection was reset inside the header" in log
     assert "127.0.0.1: bad PROXY header: no PROXY header" in log
     assert "v1 port '99999' is not a number from 0 to 65535" in log
     assert "v2 header of 65535 bytes, more than 2048" in log
@@ -168,7 +179,8 @@ def test_max_per_address_counts_the_client_behind_the_proxy(start_daemon):
     daemon = start_daemon(STATUS, proxy_from=PROXY, max_per_address=2, timeout=20)
     held = hold(daemon.port, v1("192.0.2.7"), 2) + hold(daemon.port, v2("192.0.2.9"), 2, split=True)
     try:
-        time.sleep(0.3)
+        wait_held(daemon, held)
+        time.sleep(0.1)  # the split headers' second halves, read by their threads
         for header in (v1("192.0.2.7"), v2("192.0.2.9")):
             assert exchange(daemon.port, header + b"alice\r\n", pieces=2, pause=0.05) == b"Server busy, try again later\r\n"
         assert exchange(daemon.port, v1("192.0.2.8") + b"alice\r\n", pieces=2, pause=0.05) == b"Writing the finger daemon\r\n"
@@ -192,7 +204,7 @@ def test_past_max_connections_the_busy_line_names_the_client_behind_the_proxy(st
     daemon = start_daemon(STATUS, proxy_from=PROXY, max_connections=1, timeout=20)
     held = hold(daemon.port, v2("192.0.2.7"), 1)
     try:
-        time.sleep(0.3)
+        wait_held(daemon, held)
         assert exchange(daemon.port, v2("192.0.2.8") + b"alice\r\n") == b"Server busy, try again later\r\n"
         daemon.wait_for_log("192.0.2.8 - busy")
     finally:
@@ -284,6 +296,62 @@ def test_web_takes_proxy_headers_and_x_forwarded_for_from_trusted_peers(start_da
     daemon.wait_for_log("web: 127.0.0.1: bad PROXY header: v1 header does not have source")
 
 
+def test_x_forwarded_for_after_a_header_naming_no_client_is_not_believed(start_daemon, ports):
+    web_port = ports.take()
+    daemon = start_daemon(STATUS, proxy_from=PROXY, web_port=web_port)
+    forged = get("/~bob", "X-Forwarded-For: 203.0.113.66\r\n")
+    for header in (b"PROXY UNKNOWN\r\n", v2(None)):
+        assert b"200 OK" in web_request(web_port, header + forged)
+    # LOCAL is the proxy speaking for itself: its own X-Forwarded-For is believed, as with no header at all.
+    assert b"200 OK" in web_request(web_port, v2(None, command=0x20) + get("/~bob", "X-Forwarded-For: 192.0.2.5\r\n"))
+    daemon.wait_for_log('192.0.2.5 "GET /~bob HTTP/1.0" 200')
+    lines = web_lines(daemon)
+    assert lines.count('127.0.0.1 "GET /~bob HTTP/1.0" 200') == 2, lines
+    assert not [line for line in lines if line.startswith("203.0.113.66")]
+
+
+def test_web_counts_a_stalled_client_as_soon_as_its_proxy_header_names_it(start_daemon, ports):
+    web_port = ports.take()
+    daemon = start_daemon(STATUS, proxy_from=PROXY, web_port=web_port, max_per_address=2, timeout=20)
+    stalled = [connect(web_port) for _ in range(2)]
+    try:
+        for sock in stalled:
+            sock.sendall(v1("192.0.2.99") + b"GET / HTTP/1.0\r\n")  # the headers never end
+        wait_held(daemon, stalled, web_port)
+        wait_until(
+            lambda: web_request(web_port, v1("192.0.2.99") + get("/")).startswith(b"HTTP/1.0 503"),
+            what="a third connection from 192.0.2.99 told busy",
+        )
+        assert web_request(web_port, v1("192.0.2.98") + get("/")).startswith(b"HTTP/1.0 200")
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_trickling_proxy_header_on_the_web_is_cut_at_the_timeout(start_daemon, ports):
+    web_port = ports.take()
+    start_daemon(STATUS, proxy_from=PROXY, web_port=web_port, timeout=1)
+    with connect(web_port) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in v1("192.0.2.7"):
+            try:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.3)
+                sock.setblocking(False)
+                closed = sock.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+            finally:
+                sock.setblocking(True)
+            if closed:
+                break
+        assert closed, "a header that never ends is not waited for"
+        assert time.monotonic() - started < 2.5
+
+
 def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(start_daemon, ports):
     web_port = ports.take()
     daemon = start_daemon(STATUS, proxy_from=PROXY, web_port=web_port)
@@ -300,14 +368,15 @@ def test_web_counts_the_client_behind_the_proxy(start_daemon, ports):
     waiting = connect(web_port)  # a POST whose body never comes holds its connection
     waiting.sendall(v2("192.0.2.7") + b"POST /RPC2 HTTP/1.0\r\nContent-Length: 100\r\n\r\n")
     try:
-        time.sleep(0.3)
+        wait_held(daemon, [waiting], web_port)
         assert web_request(web_port, v2("192.0.2.7") + get("/")).startswith(b"HTTP/1.0 503")
         assert web_request(web_port, get("/", "X-Forwarded-For: 192.0.2.7\r\n")).startswith(b"HTTP/1.0 503")
         assert web_request(web_port, v2("192.0.2.8") + get("/")).startswith(b"HTTP/1.0 200")
     finally:
         waiting.close()
     daemon.wait_for_log('192.0.2.8 "GET / HTTP/1.0" 200')
-    assert web_lines(daemon).count('192.0.2.7 "GET / HTTP/1.0" 503') == 2
+    assert "fingerd: 192.0.2.7 - busy" in daemon.log(), "told busy as soon as its PROXY header named it"
+    assert web_lines(daemon).count('192.0.2.7 "GET / HTTP/1.0" 503') == 1, "told busy once its X-Forwarded-For did"
     # Counted once each, and given back when done (a moment after the client reads the end, hence the retries):
     # one request after another, clients and the proxy itself are always served again.
     for _ in range(4):
@@ -329,6 +398,27 @@ def test_https_takes_a_proxy_header_before_the_handshake(start_daemon, ports, ce
         response = web_request(https_port, header + b"\x00TLS\x00" + get("/api/users/alice"), tls=context)
         assert b"Writing the finger daemon" in response
         daemon.wait_for_log(f'{client} "GET /api/users/alice HTTP/1.0" 200')
+
+
+def test_https_past_the_connection_limit_tells_a_proxied_client_busy_over_tls(start_daemon, ports, certificate):
+    cert, key = certificate
+    https_port = ports.take()
+    daemon = start_daemon(
+        STATUS, proxy_from=PROXY, https_port=https_port, tls_cert=str(cert), tls_key=str(key), timeout=20
+    )
+    held = []
+    try:
+        for number in range(WebServer.max_connections):
+            sock = connect(https_port)
+            sock.sendall(v2(f"192.0.2.{number + 1}"))  # then no handshake
+            held.append(sock)
+        wait_held(daemon, held, https_port)
+        context = ssl.create_default_context(cafile=str(cert))
+        response = web_request(https_port, v2("198.51.100.1") + b"\x00TLS\x00" + get("/"), tls=context)
+        assert response.startswith(b"HTTP/1.0 503"), response[:80]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 # health
@@ -382,3 +472,30 @@ def test_healthz_is_503_when_a_service_is_not_alive(ports):
         assert b"alice" not in response
     finally:
         server.stop(time.monotonic() + 2)
+
+
+def test_the_application_is_healthy_only_while_every_service_it_started_is_alive(tmp_path, ports):
+    """`Application.healthy`, what /healthz reports, with the application's own services (not started as a daemon:
+    a dead service ends a daemon within half a second, before a client could ask)."""
+    from fingerd.app import Application
+    from fingerd.config import Parser
+    from fingerd.daemon.logs import Logs
+
+    status = tmp_path / "status"
+    status.write_text(STATUS)
+    options = Parser().parse(
+        ["--status-file", str(status), "--finger-port", str(ports.take()), "--web-port", "0", "--setter-socket", ""]
+    )
+    application = Application(options, Logs("warning", syslog=False))
+    try:
+        assert not application.healthy(), "nothing started yet"
+        application._start_service(application.directory)
+        application._start_service(application.access)
+        assert application.healthy()
+        application.access.stop(time.monotonic() + 2)
+        assert not application.access.alive()
+        assert not application.healthy()
+    finally:
+        application.directory.stop(time.monotonic() + 2)
+        for listener in application.listeners:
+            listener.server_close()

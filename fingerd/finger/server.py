@@ -220,7 +220,11 @@ class FingerHandler(socketserver.BaseRequestHandler):
         try:
             header = parse_header(exchange.received)
             while header is None and not exchange.ended:
-                if not self.receive():
+                try:
+                    received = self.receive()
+                except ConnectionResetError:
+                    raise ProxyHeaderError("the connection was reset inside the header") from None
+                if not received:
                     self.time_out()
                     return False
                 header = parse_header(exchange.received)
@@ -364,7 +368,7 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         if received == b"":
             self.log_no_query(client_address)
             request.close()
-        elif self.proxies and self.proxies.trusts(client_address):
+        elif self.proxies.networks and self.proxies.trusts(client_address):
             self._process_proxied(request, received, client_address)
         else:
             self._process(request, received, client_address)

@@ -39,6 +39,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,7 +48,7 @@ from fingerd.proxy import (
     V1_MAX_BYTES,
     V2_FIXED,
     V2_MAX_BODY,
-    Address,
+    ProxyHeader,
     ProxyHeaderError,
     TrustedProxies,
     parse_header,
@@ -138,7 +139,18 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         return self.max_connections + (self.busy_threads if self.tls is not None else 0)
 
     def _tell_busy(self, request: socket.socket, client_address: object) -> None:
-        """Handshake, read the request, answer 503; the whole within `busy_timeout` (the reaper sees to it)."""
+        """Handshake, read the request, answer 503; the whole within `busy_timeout` (the reaper sees to it).
+
+        A trusted proxy's PROXY header is taken off first: the handshake
+        starts after it.
+        """
+        if self.proxies.trusts(client_address):
+            try:
+                read_proxy_header(request, time.monotonic() + self.busy_timeout)
+            except (ProxyHeaderError, OSError) as error:
+                log.debug("%s: %s", peer_text(client_address), error)
+                self.shutdown_request(request)
+                return
         self._converse(request, client_address, self.busy_timeout, self._send_busy)
 
     def _send_busy(self, connection: socket.socket) -> None:
@@ -146,14 +158,17 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
         connection.sendall(self.busy_reply or b"")
 
     def handle_connection(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        def answer(connection: socket.socket) -> None:
-            self.finish_request(connection, client)
+        """One request; from a trusted proxy, its PROXY header first, and the connection counted against the client it names.
 
-        client = client_address
+        ``X-Forwarded-For`` is followed afterwards (`WebHandler.admit_client`),
+        except after a header that passes a connection on without naming
+        its client (v1 ``UNKNOWN``, v2 ``UNSPEC``): what follows is the
+        client's own text then, and its ``X-Forwarded-For`` its own claim.
+        """
+        client, follow_forwarded = client_address, True
         if self.proxies.trusts(client_address):
             try:
-                request.settimeout(self.settings.timeout)
-                client = read_proxy_header(request) or client_address
+                header = read_proxy_header(request, time.monotonic() + self.settings.timeout)
             except ProxyHeaderError as error:
                 log.warning("%s: %s: bad PROXY header: %s", self.name, peer_text(client_address), error)
                 self.shutdown_request(request)
@@ -162,6 +177,17 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
                 log.debug("%s: %s", peer_text(client_address), error)
                 self.shutdown_request(request)
                 return
+            if header is not None and not header.local:
+                client = header.source or client_address
+                follow_forwarded = header.source is not None
+            if client is not client_address and not self.proxies.trusts(client) and not self.count_client(client):
+                self.log_busy(client)
+                self._converse(request, client, self.busy_timeout, self._send_busy)
+                return
+
+        def answer(connection: socket.socket) -> None:
+            self.RequestHandlerClass(connection, client, self, follow_forwarded=follow_forwarded)  # type: ignore[call-arg]
+
         self._converse(request, client, self.settings.timeout, answer)
 
     def _converse(
@@ -182,19 +208,23 @@ class WebServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
             self.shutdown_request(connection)
 
 
-def read_proxy_header(sock: socket.socket) -> Address | None:
-    """The client a PROXY header at the start of ``sock`` names, taken off the socket and not a byte more.
+def read_proxy_header(sock: socket.socket, deadline: float) -> ProxyHeader | None:
+    """The PROXY header at the start of ``sock``, taken off the socket and not a byte more, by ``deadline``.
 
     None when the connection starts without one (plain HTTP, a TLS
-    handshake: a proxy that sends ``X-Forwarded-For`` instead) or the
-    header names no address.  What follows the header must stay unread
-    for `http.server` or the TLS layer, so the bytes are peeked at;
-    ``SO_RCVLOWAT`` makes each peek wait, within the socket's timeout,
-    for more than the last one saw, so the thread never spins.
+    handshake: a proxy that sends ``X-Forwarded-For`` instead).  What
+    follows the header must stay unread for `http.server` or the TLS
+    layer, so the bytes are peeked at; ``SO_RCVLOWAT`` makes each peek
+    wait for more than the last one saw, so the thread never spins.
+    Raises TimeoutError at ``deadline``.
     """
     want = 1
     try:
         while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no whole PROXY header in time")
+            sock.settimeout(remaining)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
             data = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
             starts = starts_like_header(data)
@@ -203,7 +233,7 @@ def read_proxy_header(sock: socket.socket) -> Address | None:
             header = parse_header(data) if starts else None
             if header is not None:
                 sock.recv(header.length, socket.MSG_WAITALL)
-                return header.source
+                return header
             if len(data) < want:
                 if data:
                     raise ProxyHeaderError("the connection ended inside the header")
