@@ -60,7 +60,7 @@ from fingerd.sources.base import Source
 from fingerd.sources.command import CommandSource
 from fingerd.sources.directory import Directory
 from fingerd.sources.file import FileSource
-from fingerd.sources.passwd import PasswdSource
+from fingerd.sources.passwd import PasswdSettings, PasswdSource
 from fingerd.threads import REPLY_RESERVE, DescriptorReserve, join_all
 from fingerd.users.table import UserTable
 from fingerd.users.watcher import StatusFileWatcher
@@ -102,7 +102,16 @@ class StartupError(Exception):
 def configured_source(name: str, options: argparse.Namespace, table: UserTable) -> Source:
     """One configured source; the option values were checked (and timeouts cut to --timeout) by `fingerd.config`."""
     if name == "passwd":
-        return PasswdSource(options.passwd_min_uid, options.passwd_deny)
+        settings = PasswdSettings(
+            min_uid=options.passwd_min_uid,
+            deny=frozenset(options.passwd_deny),
+            utmp_file=options.utmp_file,
+            show_hosts=options.show_hosts,
+            mail_dir=options.mail_dir,
+            show_mail=options.show_mail,
+            list_all_accounts=options.list_all_accounts,
+        )
+        return PasswdSource(settings=settings)
     if name == "command":
         return CommandSource(options.command_argv, options.command_timeout)
     if name == "web":

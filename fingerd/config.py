@@ -282,6 +282,24 @@ def _add_options(parser: configargparse.ArgumentParser) -> None:
     sources.add_argument("--passwd-min-uid", type=_uid, default=1000, metavar="N", help="passwd: lowest uid shown")
     sources.add_argument("--passwd-deny", action="append", metavar="NAME", help="passwd: an account never shown, repeatable")
     sources.add_argument(
+        "--utmp-file", default="/var/run/utmp", metavar="PATH", help="passwd: login sessions (read only)"
+    )
+    sources.add_argument(
+        "--show-hosts",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="passwd: show where a session comes from (off: where users log in from is theirs)",
+    )
+    sources.add_argument("--mail-dir", default="/var/mail", metavar="PATH", help="passwd: mail spool, stat'ed, never read")
+    sources.add_argument(
+        "--show-mail", action=argparse.BooleanOptionalAction, default=True, help="passwd: mail lines (No mail., ...)"
+    )
+    sources.add_argument(
+        "--list-all-accounts",
+        action="store_true",
+        help="passwd: the user list shows every account, not only those logged in",
+    )
+    sources.add_argument(
         "--command", metavar="CMDLINE", help="command: program and fixed arguments, never run by a shell; the name is appended"
     )
     sources.add_argument("--command-timeout", type=_seconds, default=5.0, metavar="SECONDS", help="command: time limit")
@@ -361,6 +379,12 @@ def _check_sources(options: argparse.Namespace) -> str:
     for name in options.passwd_deny:
         if not is_valid_name(name):
             return f"argument --passwd-deny: not a user name: {name!r}"
+    for option, value in (("--show-hosts", options.show_hosts), ("--list-all-accounts", options.list_all_accounts)):
+        if value and "passwd" not in options.source:
+            return f"argument {option}: set, but --source does not list passwd"
+    for option, path in (("--utmp-file", options.utmp_file), ("--mail-dir", options.mail_dir)):
+        if not path.strip():
+            return f"argument {option}: must not be empty"
     for source, option, value in (("command", "--command", options.command), ("web", "--web-url", options.web_url)):
         if source in options.source and not value:
             return f"argument --source: {source} needs {option}"

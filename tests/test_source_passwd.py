@@ -75,12 +75,18 @@ def uid_floor(accounts) -> int:
 
 
 @pytest.fixture
-def daemon(start_daemon, accounts, uid_floor, ports):
+def daemon(start_daemon, accounts, uid_floor, ports, tmp_path):
+    """Every account listed (``--list-all-accounts``); nobody logged in (an empty utmp), no mail."""
+    (tmp_path / "utmp").write_bytes(b"")
+    (tmp_path / "mail").mkdir()
     return start_daemon(
         "filed: from the status file\n",
         source="[file, passwd]",
         passwd_min_uid=uid_floor,
         web_port=ports.take(),
+        list_all_accounts="true",
+        utmp_file=str(tmp_path / "utmp"),
+        mail_dir=str(tmp_path / "mail"),
     )
 
 
@@ -89,7 +95,7 @@ def test_short_form_is_the_classic_layout(daemon, accounts):
     reply = daemon.text(name).split("\r\n")
     assert reply[0].startswith(f"Login: {name}") and reply[0].endswith(f"Name: {name.capitalize()} Liddell")
     assert reply[1].startswith("Directory: ") and reply[1].endswith("Shell: /bin/sh")
-    assert reply[2:] == ["Plan:", "Down the rabbit hole", "  and further", ""]
+    assert reply[2:] == ["Never logged in.", "No mail.", "Plan:", "Down the rabbit hole", "  and further", ""]
 
 
 def test_verbose_form_adds_office_project_and_pgp_key(daemon, accounts):
@@ -142,7 +148,10 @@ def test_web_json_and_xmlrpc_see_the_accounts(daemon, accounts):
     name = accounts["alice"]
     port = int(daemon.config.read_text().split("web-port = ")[1].split()[0])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/users/{name}", timeout=5) as response:
-        assert json.load(response) == {"name": name, "status": "Down the rabbit hole\n  and further"}
+        assert json.load(response) == {
+            "name": name, "status": "Down the rabbit hole\n  and further", "online": False, "idle_seconds": None,
+            "since": None,
+        }
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/users", timeout=5) as response:
         users = json.load(response)
     assert users["filed"] == "from the status file" and name in users and accounts["hidden"] not in users

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fingerd.client import DEFAULT_PORT, Target, split_host_port
 from fingerd.protocol import MAX_QUERY_BYTES, Kind, Query, is_valid_name
-from fingerd.sources.base import NO_PLAN
+from fingerd.sources.base import NO_PLAN, WhoIsOn
 from fingerd.sources.directory import Directory, Listing, Lookup
 
 NO_SUCH_USER = "No such user"
@@ -136,18 +136,23 @@ def _answer(
         if not policy.list_users:
             return Answer((LIST_DENIED,), "list-denied")
         listing = directory.listing(wait, deadline)
-        return None if listing is None else user_list(listing)
+        return None if listing is None else user_list(listing, directory.who(wait, deadline))
     found = directory.lookup(query.name, wait, deadline)
     return None if found is None else user_status(query, found)
 
 
-def user_list(listing: Listing) -> Answer:
-    """One line per user: the name, then the first line of the status (see `list_status`)."""
-    if not listing:
-        return Answer((NO_USERS,), "list")
-    width = max(LIST_NAME_WIDTH, max(len(name) for name, _ in listing))
-    lines = tuple(f"{name:<{width}}  {list_status(status)}".rstrip() for name, status in listing)
-    return Answer(lines, "list")
+def user_list(listing: Listing, on: WhoIsOn | None = None) -> Answer:
+    """Who is logged in (the sessions table, from passwd), then one line per other user.
+
+    A user's line is the name, then the first line of the status (see
+    `list_status`).  Without a sessions table, every listed user has one.
+    """
+    rest = [(name, status) for name, status in listing if on is None or name not in on.names]
+    lines = list(on.lines) if on is not None else []
+    if rest:
+        width = max(LIST_NAME_WIDTH, max(len(name) for name, _ in rest))
+        lines += [f"{name:<{width}}  {list_status(status)}".rstrip() for name, status in rest]
+    return Answer(tuple(lines) or (NO_USERS,), "list")
 
 
 def list_status(status: Sequence[str]) -> str:

@@ -12,6 +12,28 @@ NO_PLAN = "No Plan."
 
 
 @dataclass(frozen=True)
+class Presence:
+    """Whether a user is logged in now, for the web view and JSON; only sources that know say (passwd).
+
+    ``idle_seconds`` is that of the user's least idle session, and
+    ``since`` (seconds since the epoch) the start of the earliest one.
+    """
+
+    online: bool
+    idle_seconds: int | None = None
+    since: float | None = None
+
+
+@dataclass(frozen=True)
+class WhoIsOn:
+    """The sessions table a source puts at the top of the user list, the names it covers, and each one's presence."""
+
+    names: frozenset[str]
+    lines: Lines
+    presence: tuple[tuple[str, Presence], ...] = ()
+
+
+@dataclass(frozen=True)
 class Record:
     """What one source knows about one user.
 
@@ -25,6 +47,7 @@ class Record:
     status: Lines
     short: Lines
     verbose: Lines
+    presence: Presence | None = None
 
 
 class SourceError(Exception):
@@ -58,6 +81,9 @@ class Source(Protocol):
 
     def names(self, deadline: float) -> Sequence[tuple[str, Lines]] | None:
         """Every user this source would list, with their status; None when it cannot list."""
+
+    def who(self, deadline: float) -> WhoIsOn | None:
+        """Who is logged in now, laid out for the top of the user list; None when the source cannot tell."""
 
     def start(self) -> None:
         """Start any threads of the source's own; called before the first lookup."""

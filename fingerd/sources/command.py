@@ -67,6 +67,10 @@ class CommandSource:
         """A command answers for one name at a time; it cannot list."""
         return None
 
+    def who(self, deadline: float = 0.0) -> None:
+        """Statuses only: who is logged in is not known here."""
+        return None
+
     def start(self) -> None:
         """Programs start per lookup."""
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from fingerd.protocol import is_valid_name
 from fingerd.render import visible
-from fingerd.sources.base import Hidden, Lines, Record, Source, SourceError
+from fingerd.sources.base import Hidden, Lines, Record, Source, SourceError, WhoIsOn
 from fingerd.users.table import UserTable
 
 log = logging.getLogger("fingerd.sources")
@@ -101,6 +101,24 @@ class Directory:
             for name, status in self._names(source, deadline):
                 merged.setdefault(name, status)
         return sorted(merged.items())
+
+    def who(self, wait: bool = True, deadline: float | None = None) -> WhoIsOn | None:
+        """The sessions table of the first source that knows who is logged in (passwd); None when none does."""
+        deadline = self.deadline(deadline)
+        for source in self.sources:
+            if source.blocking and not wait:
+                continue
+            try:
+                table = source.who(deadline)
+            except SourceError as error:
+                log.warning("source %s cannot tell who is logged in: %s", source.name, visible(str(error)))
+                continue
+            except Exception:
+                log.exception("source %s cannot tell who is logged in", source.name)
+                continue
+            if table is not None:
+                return table
+        return None
 
     def deadline(self, deadline: float | None) -> float:
         """``deadline``, or `timeout` from now when it is None."""

@@ -22,6 +22,10 @@ class FileSource:
     def names(self, deadline: float = 0.0) -> list[tuple[str, Lines]]:
         return sorted(self.table.snapshot().users.items())
 
+    def who(self, deadline: float = 0.0) -> None:
+        """Statuses only: who is logged in is not known here."""
+        return None
+
     def start(self) -> None:
         """No threads of its own."""
 

@@ -18,16 +18,25 @@ The reply follows the classic layout of BSD and GNU finger::
 
     Login: alice                            Name: Alice Liddell
     Directory: /home/alice                  Shell: /bin/bash
+    On since Mon Nov 30 22:10 (UTC) on pts/3, idle 0:05
+    No mail.
     Plan:
     ...
 
 and ``/W`` adds the office and phone fields, ``~/.project`` and
-``~/.pgpkey``.  The layout is a pure function of the account and the file
-contents (`account_reply`); only `PasswdSource` touches the system.
+``~/.pgpkey``.  The session lines come from utmp (`fingerd.sources.sessions`;
+where from only with ``--show-hosts``), or the last login from lastlog
+when the user is not on; the mail line from the spool's times
+(`fingerd.sources.mail`, ``--no-show-mail`` leaves it out).  The user list
+is who is logged in now, one line per session in finger's columns, unless
+``--list-all-accounts`` asks for every account.  The layout is a pure
+function of the account, its sessions and the file contents
+(`account_reply`); only `PasswdSource` touches the system.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import threading
@@ -35,14 +44,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fingerd.sources.base import NO_PLAN, Hidden, Lines, Record, text_lines
+from fingerd.sources import mail, sessions
+from fingerd.sources.base import NO_PLAN, Hidden, Lines, Presence, Record, WhoIsOn, text_lines
 from fingerd.sources.home_files import home_file_exists, read_home_file
 from fingerd.sources.offload import Offload
+from fingerd.sources.sessions import Session, Terminal
+
+log = logging.getLogger("fingerd.sources")
 
 NOBODY_UID = 65534
 NOBODY = "nobody"
 NO_LOGIN_SHELLS = frozenset({"nologin", "false"})
 COLUMN = 40
+NO_ONE_ON = "No one logged on."
 
 
 def _text(value: str) -> str:
@@ -97,8 +111,8 @@ def _pair(left: str, right: str) -> str:
     return f"{left:<{COLUMN}}{right}".rstrip()
 
 
-def account_reply(account: Account, files: HomeFiles, verbose: bool) -> Lines:
-    """The classic finger layout of one account."""
+def account_reply(account: Account, files: HomeFiles, verbose: bool, presence: Lines = ()) -> Lines:
+    """The classic finger layout of one account; ``presence`` is its session and mail lines (`presence_lines`)."""
     name, office, office_phone, home_phone = account.gecos_fields()
     lines = [
         _pair(f"Login: {_text(account.login)}", f"Name: {account.real_name()}"),
@@ -106,6 +120,8 @@ def account_reply(account: Account, files: HomeFiles, verbose: bool) -> Lines:
     ]
     if verbose:
         lines += _office_lines(office, office_phone, home_phone)
+    lines += presence
+    if verbose:
         if files.project:
             lines += [f"Project: {files.project[0]}", *files.project[1:]]
     lines += ["Plan:", *files.plan] if files.plan else [NO_PLAN]
@@ -115,52 +131,145 @@ def account_reply(account: Account, files: HomeFiles, verbose: bool) -> Lines:
 
 
 def _office_lines(office: str, office_phone: str, home_phone: str) -> list[str]:
+    office_phone, home_phone = sessions.format_phone(office_phone), sessions.format_phone(home_phone)
     work = ", ".join(part for part in (office, office_phone) if part)
     if not work and not home_phone:
         return []
     return [_pair(f"Office: {work}" if work else "", f"Home Phone: {home_phone}" if home_phone else "")]
 
 
-def account_record(account: Account, files: HomeFiles) -> Record:
-    """The plan is the status the web view shows; finger gets the classic layout."""
-    return Record(
-        account.login,
-        files.plan or (),
-        account_reply(account, files, verbose=False),
-        account_reply(account, files, verbose=True),
+@dataclass(frozen=True)
+class Whereabouts:
+    """Where an account is now, as its reply shows it: its sessions and their terminals, or its last login; its mail."""
+
+    sessions: tuple[tuple[Session, Terminal | None], ...] = ()
+    last_login: sessions.LastLogin | None = None
+    mail: os.stat_result | None = None
+
+
+def presence_lines(where: Whereabouts, settings: PasswdSettings, now: float) -> Lines:
+    """The session (or last login) and mail lines of one account, in finger's words."""
+    if where.sessions:
+        lines = sessions.login_lines(where.sessions, settings.show_hosts)
+    else:
+        lines = sessions.last_login_lines(where.last_login, settings.show_hosts, now)
+    if settings.show_mail:
+        lines += mail.mail_lines(where.mail, now)
+    return tuple(lines)
+
+
+def presence_of(where: Whereabouts) -> Presence:
+    """Online or not, for the web view: the least idle session, and the earliest start."""
+    if not where.sessions:
+        return Presence(False)
+    idle = [state.idle for _, state in where.sessions if state is not None]
+    return Presence(
+        True,
+        int(min(idle)) if idle else None,
+        min(session.since for session, _ in where.sessions),
     )
 
 
+def account_record(
+    account: Account, files: HomeFiles, where: Whereabouts | None = None, settings: PasswdSettings | None = None,
+    now: float = 0.0,
+) -> Record:
+    """The plan is the status the web view shows; finger gets the classic layout, with sessions and mail."""
+    presence = presence_lines(where, settings, now) if where is not None and settings is not None else ()
+    return Record(
+        account.login,
+        files.plan or (),
+        account_reply(account, files, verbose=False, presence=presence),
+        account_reply(account, files, verbose=True, presence=presence),
+        presence_of(where) if where is not None else None,
+    )
+
+
+def who_is_on(online: list[tuple[Account, Session, Terminal | None]], show_hosts: bool, now: float) -> WhoIsOn:
+    """The top of the user list: finger's short listing, one line per session, by login and then utmp's order."""
+    if not online:
+        return WhoIsOn(frozenset(), (NO_ONE_ON,))
+    online = sorted(online, key=lambda entry: entry[0].login)
+    widths = sessions.list_widths((_text(account.login), account.real_name()) for account, _, _ in online)
+    lines = [sessions.list_header(widths)]
+    for account, session, state in online:
+        _, office, office_phone, _ = account.gecos_fields()
+        lines.append(
+            sessions.list_line(
+                _text(account.login),
+                account.real_name(),
+                session,
+                None if state is None else state.idle,
+                show_hosts,
+                now,
+                office,
+                sessions.format_phone(office_phone),
+                writable=True if state is None else state.writable,
+                widths=widths,
+            )
+        )
+    by_login: dict[str, list[tuple[Session, Terminal | None]]] = {}
+    for account, session, state in online:
+        by_login.setdefault(account.login, []).append((session, state))
+    presence = tuple((login, presence_of(Whereabouts(tuple(entries)))) for login, entries in sorted(by_login.items()))
+    return WhoIsOn(frozenset(by_login), tuple(lines), presence)
+
+
+@dataclass(frozen=True)
+class PasswdSettings:
+    """What the passwd source shows, and where it looks (``--passwd-*``, ``--utmp-file``, ``--mail-dir``, ...)."""
+
+    min_uid: int = 1000
+    deny: frozenset[str] = frozenset()
+    utmp_file: str = "/var/run/utmp"
+    lastlog_file: str = "/var/log/lastlog"
+    show_hosts: bool = False
+    mail_dir: str = "/var/mail"
+    show_mail: bool = True
+    list_all_accounts: bool = False
+
+
 class PasswdSource:
-    """Accounts from `pwd`, plans from their homes, read in threads of this source's own."""
+    """Accounts from `pwd`, plans from their homes, sessions from utmp: read in threads of this source's own."""
 
     name = "passwd"
     blocking = True
     file_limit = 64 * 1024
+    utmp_limit = sessions.UTMP_LIMIT
     listing_ttl = 5.0
     readers = 4
 
-    def __init__(self, min_uid: int = 1000, deny: Iterable[str] = ()) -> None:
-        self.min_uid = min_uid
-        self.deny = frozenset(deny)
+    def __init__(self, min_uid: int = 1000, deny: Iterable[str] = (), settings: PasswdSettings | None = None) -> None:
+        self.settings = settings or PasswdSettings(min_uid, frozenset(deny))
+        self.min_uid = self.settings.min_uid
+        self.deny = self.settings.deny
         self._offload = Offload("passwd-read", self.readers)
         self._listing_lock = threading.Lock()
         self._listing: tuple[float, list[tuple[str, Lines]]] = (-self.listing_ttl, [])
+        self._problem_lock = threading.Lock()
+        self._utmp_problem: str | None = None
 
     def lookup(self, name: str, deadline: float) -> Record | None:
         return self._offload.call(lambda: self._lookup(name), deadline, f"passwd entry of {name}")
 
     def names(self, deadline: float) -> list[tuple[str, Lines]]:
-        """Every visible account with its plan; rebuilt at most every `listing_ttl` seconds.
+        """The accounts logged in now (every visible one with ``--list-all-accounts``), with their plans.
 
-        A fresh listing is answered here, without a trip through the reader
-        threads, so it is there even while they are all stuck.
+        Rebuilt at most every `listing_ttl` seconds.  A fresh listing is
+        answered here, without a trip through the reader threads, so it is
+        there even while they are all stuck.
         """
         with self._listing_lock:
             built, listing = self._listing
             if time.monotonic() - built < self.listing_ttl:
                 return listing
         return self._offload.call(self._names, deadline, "passwd listing")
+
+    def who(self, deadline: float) -> WhoIsOn | None:
+        """Finger's short listing of the sessions in utmp; None with ``--list-all-accounts``, which lists accounts instead."""
+        if self.settings.list_all_accounts:
+            return None
+        return self._offload.call(self._who, deadline, "passwd sessions")
 
     def start(self) -> None:
         self._offload.start()
@@ -181,14 +290,19 @@ class PasswdSource:
             return None
         if not self._visible(account):
             raise Hidden(name)
-        return account_record(account, self._files(account, verbose=True))
+        now = time.time()
+        where = self._whereabouts(account, self._sessions(), now)
+        return account_record(account, self._files(account, verbose=True), where, self.settings, now)
 
     def _names(self) -> list[tuple[str, Lines]]:
         with self._listing_lock:
             built, listing = self._listing
             if time.monotonic() - built < self.listing_ttl:
                 return listing
-            accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
+            if self.settings.list_all_accounts:
+                accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
+            else:
+                accounts = [account for account, _ in self._online_accounts(self._sessions())]
             listing = sorted(
                 (account.login, self._files(account, verbose=False).plan or ())
                 for account in accounts
@@ -196,6 +310,47 @@ class PasswdSource:
             )
             self._listing = (time.monotonic(), listing)
             return listing
+
+    def _who(self) -> WhoIsOn:
+        now = time.time()
+        online = [
+            (account, session, sessions.terminal(session.tty, now))
+            for account, account_sessions in self._online_accounts(self._sessions())
+            if self._visible(account)
+            for session in account_sessions
+        ]
+        return who_is_on(online, self.settings.show_hosts, now)
+
+    def _online_accounts(self, all_sessions: tuple[Session, ...]) -> list[tuple[Account, list[Session]]]:
+        """Each account with a session in utmp, and its sessions; names utmp holds that pwd does not know are left out."""
+        by_user: dict[str, list[Session]] = {}
+        for session in all_sessions:
+            by_user.setdefault(session.user, []).append(session)
+        online = []
+        for user, user_sessions in sorted(by_user.items()):
+            try:
+                online.append((Account.from_pwd(pwd.getpwnam(user)), user_sessions))
+            except (KeyError, ValueError):
+                continue
+        return online
+
+    def _sessions(self) -> tuple[Session, ...]:
+        """Every login session in utmp; none when it cannot be read, said once in the log until that changes."""
+        found, problem = sessions.read_utmp(self.settings.utmp_file, self.utmp_limit)
+        with self._problem_lock:
+            if problem != self._utmp_problem:
+                self._utmp_problem = problem
+                if problem is not None:
+                    log.warning("passwd: utmp %s: %s", self.settings.utmp_file, problem)
+                else:
+                    log.info("passwd: %s: readable again", self.settings.utmp_file)
+        return found
+
+    def _whereabouts(self, account: Account, all_sessions: tuple[Session, ...], now: float) -> Whereabouts:
+        own = tuple((session, sessions.terminal(session.tty, now)) for session in all_sessions if session.user == account.login)
+        last = None if own else sessions.read_last_login(self.settings.lastlog_file, account.uid)
+        spool = mail.mail_status(self.settings.mail_dir, account.login) if self.settings.show_mail else None
+        return Whereabouts(own, last, spool)
 
     def _visible(self, account: Account) -> bool:
         return is_listed(account, self.min_uid, self.deny) and not home_file_exists(account.home, ".nofinger")

@@ -95,6 +95,10 @@ class WebSource:
         """A URL per user cannot say who the users are."""
         return None
 
+    def who(self, deadline: float = 0.0) -> None:
+        """Statuses only: who is logged in is not known here."""
+        return None
+
     def start(self) -> None:
         self._offload.start()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+from datetime import datetime
 from http import HTTPStatus
 from xml.parsers.expat import ExpatError
 from xmlrpc.client import Fault, dumps, loads
@@ -26,7 +27,7 @@ from xmlrpc.server import SimpleXMLRPCDispatcher
 
 from fingerd.finger.answer import LOOKUP_FAILED, NO_SUCH_USER
 from fingerd.render import visible
-from fingerd.sources.base import Lines, Record
+from fingerd.sources.base import Lines, Presence, Record, WhoIsOn
 from fingerd.sources.directory import Directory, Listing, Lookup
 
 log = logging.getLogger("fingerd.web")
@@ -54,7 +55,26 @@ def users_json(listing: Listing) -> bytes:
 
 
 def user_json(record: Record) -> bytes:
-    return _json({"name": record.name, "status": status_text(record.status)})
+    """``{"name": ..., "status": ...}``, and where the source knows (passwd) ``online``, ``idle_seconds``, ``since``."""
+    value: dict[str, object] = {"name": record.name, "status": status_text(record.status)}
+    if record.presence is not None:
+        value.update(presence_fields(record.presence))
+    return _json(value)
+
+
+def online_json(on: WhoIsOn | None) -> bytes:
+    """``{"name": {"online": true, "idle_seconds": ..., "since": ...}, ...}``: who is logged in now."""
+    if on is None:
+        return _json({})
+    return _json({name: presence_fields(presence) for name, presence in on.presence})
+
+
+def presence_fields(presence: Presence) -> dict[str, object]:
+    """Online, idle seconds (None: unknown) and the login time in ISO 8601, in the daemon's time zone."""
+    since = None
+    if presence.since is not None:
+        since = datetime.fromtimestamp(presence.since).astimezone().isoformat(timespec="seconds")
+    return {"online": presence.online, "idle_seconds": presence.idle_seconds, "since": since}
 
 
 def missing_text(found: Lookup) -> str:

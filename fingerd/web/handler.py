@@ -5,7 +5,8 @@ Routes (everything else is 404; methods other than GET, HEAD and POST 405)::
     GET  /                       the user list (HTML)
     GET  /<name>, /~<name>       one user's page (HTML), 404 "No such user"
     GET  /api/users              {"name": "status", ...}
-    GET  /api/users/<name>       {"name": ..., "status": ...}, 404 if unknown
+    GET  /api/users/<name>       {"name": ..., "status": ...}, 404 if unknown (passwd adds online, idle_seconds, since)
+    GET  /api/online             {"name": {"online": ..., "idle_seconds": ..., "since": ...}, ...}: who is logged in
     GET  /static/style.css, /static/live.js
     GET  /healthz                200 "ok" while every service of the daemon is alive, else 503
     POST /RPC2                   XML-RPC getUser(name), getUsers()
@@ -146,6 +147,10 @@ class WebHandler(BaseHTTPRequestHandler):
     max_body_bytes = 64 * 1024
     allowed_methods = ("GET", "HEAD", "POST")
 
+    def __init__(self, request: object, client_address: object, server: WebServer, follow_forwarded: bool = True) -> None:
+        self.follow_forwarded = follow_forwarded
+        super().__init__(request, client_address, server)  # type: ignore[arg-type]
+
     def version_string(self) -> str:
         """The Server header: the name only, no version to fingerprint."""
         return self.server_version
@@ -186,9 +191,9 @@ class WebHandler(BaseHTTPRequestHandler):
         proxies = self.server.proxies
         if not proxies:
             return True
-        self.client_address = forwarded_client(
-            self.client_address, self.headers.get_all("X-Forwarded-For") or [], proxies
-        )
+        if self.follow_forwarded:
+            forwarded_for = self.headers.get_all("X-Forwarded-For") or []
+            self.client_address = forwarded_client(self.client_address, forwarded_for, proxies)
         if self.server.count_client(self.client_address):
             return True
         self.send(Response(HTTPStatus.SERVICE_UNAVAILABLE, PLAIN, BUSY_TEXT.encode()), with_body=self.command != "HEAD")
@@ -228,6 +233,8 @@ class WebHandler(BaseHTTPRequestHandler):
             return Response(HTTPStatus.SERVICE_UNAVAILABLE, PLAIN, b"unavailable\n")
         if path == "/api/users":
             return json_response(HTTPStatus.OK, api.users_json(directory.listing()))
+        if path == "/api/online":
+            return json_response(HTTPStatus.OK, api.online_json(directory.who()))
         if path.startswith("/api/users/"):
             found = directory.lookup(path[len("/api/users/") :])
             if found.record is None:
