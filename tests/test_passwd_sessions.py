@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Accounts
+from conftest import Accounts, write_owned
 from fingerd.sources.sessions import UTMP_RECORD, USER_PROCESS
 
 pytestmark = pytest.mark.skipif(not Accounts.possible(), reason="creating accounts needs root and useradd")
@@ -39,7 +39,9 @@ def accounts():
     with Accounts.temporary() as made:
         alice, _ = made.add("alice", gecos="Alice Liddell,Room 12,5551234,")
         bob, _ = made.add("bob", gecos="Bob")
-        yield {"alice": alice, "bob": bob}
+        hidden, home = made.add("hidden", gecos="Hidden")
+        write_owned(home, ".nofinger", b"", hidden)
+        yield {"alice": alice, "bob": bob, "hidden": hidden}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,8 @@ def world(tmp_path, accounts, terminals):
     utmp.write_bytes(
         utmp_record(accounts["alice"], terminals[0], "", since)
         + utmp_record(accounts["alice"], terminals[1], HOSTILE_HOST, since + 600)
+        + utmp_record(accounts["hidden"], terminals[0], "", since)
+        + utmp_record("nosuchaccount", terminals[0], "", since)
     )
     mail = tmp_path / "mail"
     mail.mkdir()
@@ -150,9 +154,19 @@ def test_the_list_shows_who_is_logged_in_then_the_status_file(start, accounts, t
 
 
 def test_list_all_accounts_lists_every_account_as_before(start, accounts):
-    listing = start(list_all_accounts="true").text("")
+    daemon = start(list_all_accounts="true")
+    listing = daemon.text("")
     assert "Login" not in listing.split("\r\n")[0]
     assert accounts["alice"] in listing and accounts["bob"] in listing and "filed" in listing
+    assert list(get_json(daemon, "/api/online")) == [accounts["alice"]], "who is on, all the same"
+
+
+def test_a_hidden_account_s_sessions_are_never_shown(start, accounts):
+    daemon = start(show_hosts="true")
+    assert accounts["hidden"] not in daemon.text("") and "nosuchaccount" not in daemon.text("")
+    assert daemon.text(accounts["hidden"]) == "No such user\r\n"
+    assert accounts["hidden"] not in get_json(daemon, "/api/online")
+    assert accounts["hidden"] not in get_json(daemon, "/api/users")
 
 
 def test_nobody_logged_in(start, accounts, world):

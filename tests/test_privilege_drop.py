@@ -159,6 +159,7 @@ def test_every_source_works_as_nobody_and_nothing_loads_late(start_daemon, nobod
             start_daemon(
                 "alice: filed\n", workdir=nobody_dir, program=AUDITED, user="nobody", group="nogroup",
                 source="[file, passwd, web, command]", passwd_min_uid=1000, command="/bin/echo ran for",
+                list_all_accounts="true",
                 web_url=f"http://localhost:{upstream.server_address[1]}/{{name}}",
             ),
         ]

@@ -147,6 +147,8 @@ def user_list(listing: Listing, on: WhoIsOn | None = None) -> Answer:
     A user's line is the name, then the first line of the status (see
     `list_status`).  Without a sessions table, every listed user has one.
     """
+    if on is not None and not on.heads_list:
+        on = None
     rest = [(name, status) for name, status in listing if on is None or name not in on.names]
     lines = list(on.lines) if on is not None else []
     if rest:

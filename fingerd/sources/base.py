@@ -26,11 +26,17 @@ class Presence:
 
 @dataclass(frozen=True)
 class WhoIsOn:
-    """The sessions table a source puts at the top of the user list, the names it covers, and each one's presence."""
+    """Who is logged in: each one's presence, and the sessions table a source puts at the top of the user list.
+
+    ``heads_list`` is False when the operator asked for every account in
+    the list instead (``--list-all-accounts``): the table is then left
+    out of it, and ``presence`` still says who is on.
+    """
 
     names: frozenset[str]
     lines: Lines
     presence: tuple[tuple[str, Presence], ...] = ()
+    heads_list: bool = True
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ The reply follows the classic layout of BSD and GNU finger::
 
     Login: alice                            Name: Alice Liddell
     Directory: /home/alice                  Shell: /bin/bash
-    On since Mon Nov 30 22:10 (UTC) on pts/3, idle 0:05
+    On since Mon Nov 30 22:10 (UTC) on pts/3   5 minutes 30 seconds idle
     No mail.
     Plan:
     ...
@@ -42,7 +42,7 @@ import pwd
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fingerd.sources import mail, sessions
 from fingerd.sources.base import NO_PLAN, Hidden, Lines, Presence, Record, WhoIsOn, text_lines
@@ -265,10 +265,8 @@ class PasswdSource:
                 return listing
         return self._offload.call(self._names, deadline, "passwd listing")
 
-    def who(self, deadline: float) -> WhoIsOn | None:
-        """Finger's short listing of the sessions in utmp; None with ``--list-all-accounts``, which lists accounts instead."""
-        if self.settings.list_all_accounts:
-            return None
+    def who(self, deadline: float) -> WhoIsOn:
+        """Who is logged in, and finger's short listing of their sessions (not the list's head with ``--list-all-accounts``)."""
         return self._offload.call(self._who, deadline, "passwd sessions")
 
     def start(self) -> None:
@@ -319,7 +317,8 @@ class PasswdSource:
             if self._visible(account)
             for session in account_sessions
         ]
-        return who_is_on(online, self.settings.show_hosts, now)
+        table = who_is_on(online, self.settings.show_hosts, now)
+        return replace(table, heads_list=not self.settings.list_all_accounts)
 
     def _online_accounts(self, all_sessions: tuple[Session, ...]) -> list[tuple[Account, list[Session]]]:
         """Each account with a session in utmp, and its sessions; names utmp holds that pwd does not know are left out."""
