@@ -48,6 +48,29 @@ class PortAllocator:
         raise RuntimeError("no free port found")
 
 
+@contextlib.contextmanager
+def in_zone(name: str) -> Iterator[None]:
+    """The process's local time zone is ``name`` inside, and what it was afterwards."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    """The tests' own process in UTC, for times laid out by the daemon's code called directly."""
+    with in_zone("UTC"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def ports() -> PortAllocator:
     return PortAllocator()

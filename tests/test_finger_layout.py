@@ -20,7 +20,6 @@ finger always shows them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Accounts
+from conftest import Accounts, in_zone
 from fingerd.sources.mail import mail_lines, mail_status
 from fingerd.sources.passwd import Account
 from fingerd.sources.sessions import (
@@ -61,22 +60,6 @@ NAMESPACE_SCRIPT = (
     ' && mount --bind "$0/mail" /var/mail'
     ' && exec "$@"'
 )
-
-
-@contextlib.contextmanager
-def in_zone(name: str) -> Iterator[None]:
-    """The process's local time zone is ``name`` inside, and what it was afterwards."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 @pytest.fixture(scope="module")

@@ -7,43 +7,19 @@ times are set with `os.utime`; `mail_lines` is also given made-up
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import time
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import in_zone
 from fingerd.render import reply_bytes
 from fingerd.sources.mail import NO_MAIL, is_spool_name, mail_lines, mail_status
 
 NOON = 1606737600  # Mon Nov 30 12:00:00 2020 UTC
 SECOND = 1_000_000_000
-
-
-@contextlib.contextmanager
-def in_zone(name: str) -> Iterator[None]:
-    """The process's local time zone is ``name`` inside, and what it was afterwards."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
-
-
-@pytest.fixture
-def utc() -> Iterator[None]:
-    with in_zone("UTC"):
-        yield
 
 
 def spool(directory, login: str, data: bytes, read: float, received: float):

@@ -12,7 +12,6 @@ escapes it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
@@ -26,6 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import in_zone
 from fingerd.render import reply_bytes, visible
 from fingerd.sources.sessions import (
     DEFAULT_WIDTHS,
@@ -61,28 +61,6 @@ DEAD_PROCESS = 8
 LOGIN_PROCESS = 6
 NOON = 1606737600.0  # Mon Nov 30 12:00:00 2020 UTC
 EVIL_HOST = "evil\x1b[2J\nhost"
-
-
-@contextlib.contextmanager
-def in_zone(name: str) -> Iterator[None]:
-    """The process's local time zone is ``name`` inside, and what it was afterwards."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
-
-
-@pytest.fixture
-def utc() -> Iterator[None]:
-    with in_zone("UTC"):
-        yield
 
 
 def utmp_record(
