@@ -125,7 +125,8 @@ def configured_source(name: str, options: argparse.Namespace, table: UserTable) 
 
 def configured_directory(options: argparse.Namespace, table: UserTable) -> Directory:
     """The sources of ``--source``, asked in that order."""
-    return Directory([configured_source(name, options, table) for name in options.source], table)
+    sources = [configured_source(name, options, table) for name in options.source]
+    return Directory(sources, table, lists=options.list_users)
 
 
 def finger_settings(options: argparse.Namespace) -> FingerSettings:

@@ -82,7 +82,7 @@ def world(tmp_path, accounts, terminals):
 def start(start_daemon, accounts, world, ports):
     floor = min(pwd_uid(name) for name in accounts.values())
 
-    def start(**options):
+    def start(status: str = "filed: from the status file\n", env: dict[str, str] | None = None, **options):
         settings = {
             "source": "[file, passwd]",
             "passwd_min_uid": floor,
@@ -91,7 +91,7 @@ def start(start_daemon, accounts, world, ports):
             "web_port": ports.take(),
             **options,
         }
-        daemon = start_daemon("filed: from the status file\n", **settings)
+        daemon = start_daemon(status, env=env or {"TZ": "UTC"}, **settings)
         daemon.web_port = settings["web_port"]
         return daemon
 
@@ -151,6 +151,21 @@ def test_the_list_shows_who_is_logged_in_then_the_status_file(start, accounts, t
     assert "filed" in lines[3] and "from the status file" in lines[3], lines
     users = get_json(daemon, "/api/users")
     assert accounts["alice"] in users and accounts["bob"] not in users and users["filed"] == "from the status file"
+
+
+def test_a_logged_in_user_of_the_status_file_keeps_her_status_line(start, accounts):
+    lines = start(status=f"{accounts['alice']}: at lunch\n").text("").split("\r\n")
+    assert [line for line in lines if line.startswith(accounts["alice"]) and "at lunch" in line], lines
+    assert len([line for line in lines if line.startswith(accounts["alice"])]) == 3, "two sessions, one status"
+
+
+def test_no_list_users_keeps_who_is_on_private_everywhere(start, accounts):
+    daemon = start(list_users="false")
+    assert daemon.text("") == "Finger online user list denied\r\n"
+    assert get_json(daemon, "/api/online") == {} and get_json(daemon, "/api/users") == {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{daemon.web_port}/", timeout=5) as response:
+        assert accounts["alice"] not in response.read().decode()
+    assert get_json(daemon, f"/api/users/{accounts['alice']}")["online"] is True, "one user, asked by name, as finger"
 
 
 def test_list_all_accounts_lists_every_account_as_before(start, accounts):
@@ -256,7 +271,8 @@ def test_a_partial_last_record_keeps_the_whole_ones_and_is_logged_once(start, ac
 
 def test_a_utmp_terminal_name_cannot_reach_outside_dev(start, accounts, world, tmp_path):
     """ut_line is data: ``../etc/passwd`` is no terminal, so no idle time is taken from it."""
-    world["utmp"].write_bytes(utmp_record(accounts["alice"], "../etc/passwd", "", world["since"]))
+    world["utmp"].write_bytes(utmp_record(accounts["alice"], "pts/../../dev/null", "", world["since"]))
+    os.utime("/dev/null", (time.time() - THREE_HOURS, time.time() - THREE_HOURS))
     reply = start().text(accounts["alice"])
     line = next(line for line in reply.split("\r\n") if line.startswith("On since "))
-    assert "idle" not in line and "on ../etc/passwd" in line
+    assert "idle" not in line and "on pts/../../dev/null" in line, "/dev/null is a character device, never asked"

@@ -119,7 +119,8 @@ def test_sessions_are_the_user_process_records_with_a_user():
 def test_fields_end_at_the_first_nul_and_keep_invalid_utf8_visible():
     data = utmp_record(b"caf\xe9", b"pts/1\0junk", b"h\xff\xfe\0rest")
     (session,), _ = parse_utmp(data)
-    assert (session.user, session.tty, session.host) == ("caf\\xe9", "pts/1", "h\\xff\\xfe")
+    assert (session.tty, session.host) == ("pts/1", "h\\xff\\xfe")
+    assert session.user == "caf\udce9" == os.fsdecode(b"caf\xe9"), "decoded as pwd decodes a login, to match it"
 
 
 def test_control_characters_are_kept_as_text():

@@ -135,21 +135,23 @@ def _answer(
     if query.kind is Kind.LIST:
         if not policy.list_users:
             return Answer((LIST_DENIED,), "list-denied")
-        listing = directory.listing(wait, deadline)
-        return None if listing is None else user_list(listing, directory.who(wait, deadline))
+        on = directory.who(wait, deadline)
+        heading = on if on is not None and on.heads_list else None
+        listing = directory.listing(wait, deadline, without=heading.source if heading is not None else "")
+        return None if listing is None else user_list(listing, heading)
     found = directory.lookup(query.name, wait, deadline)
     return None if found is None else user_status(query, found)
 
 
 def user_list(listing: Listing, on: WhoIsOn | None = None) -> Answer:
-    """Who is logged in (the sessions table, from passwd), then one line per other user.
+    """Who is logged in (the sessions table, from passwd), then one line per user the other sources list.
 
     A user's line is the name, then the first line of the status (see
-    `list_status`).  Without a sessions table, every listed user has one.
+    `list_status`).  The table's own source is left out of ``listing`` by
+    the caller, so a user in the status file keeps their line even while
+    logged in.
     """
-    if on is not None and not on.heads_list:
-        on = None
-    rest = [(name, status) for name, status in listing if on is None or name not in on.names]
+    rest = listing
     lines = list(on.lines) if on is not None else []
     if rest:
         width = max(LIST_NAME_WIDTH, max(len(name) for name, _ in rest))

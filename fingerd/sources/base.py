@@ -37,6 +37,7 @@ class WhoIsOn:
     lines: Lines
     presence: tuple[tuple[str, Presence], ...] = ()
     heads_list: bool = True
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,11 @@ class Lookup:
 class Directory:
     """The `--source` list, in order, and the user table whose generation names its state."""
 
-    def __init__(self, sources: Sequence[Source], table: UserTable, timeout: float = 10.0) -> None:
+    def __init__(self, sources: Sequence[Source], table: UserTable, timeout: float = 10.0, lists: bool = True) -> None:
         self.sources = tuple(sources)
         self.table = table
         self.timeout = timeout
+        self.lists = lists
 
     def generation(self) -> int:
         """Changes whenever an answer given without waiting could change."""
@@ -91,11 +92,21 @@ class Directory:
                 return Lookup(record)
         return Lookup(None, tuple(failed))
 
-    def listing(self, wait: bool = True, deadline: float | None = None) -> Listing | None:
-        """Everyone the listing sources know, sorted by name; the first source to list a name wins."""
+    def listing(self, wait: bool = True, deadline: float | None = None, without: str = "") -> Listing | None:
+        """Everyone the listing sources know, sorted by name; the first source to list a name wins.
+
+        Empty with ``--no-list-users`` (``lists`` False): who the users are,
+        and who of them is logged in, is what that option keeps private, on
+        the web view and over XML-RPC as on finger.  ``without`` names a
+        source left out (the one whose sessions table heads a finger list).
+        """
+        if not self.lists:
+            return []
         deadline = self.deadline(deadline)
         merged: dict[str, Lines] = {}
         for source in self.sources:
+            if source.name == without:
+                continue
             if source.blocking and not wait:
                 return None
             for name, status in self._names(source, deadline):
@@ -103,7 +114,12 @@ class Directory:
         return sorted(merged.items())
 
     def who(self, wait: bool = True, deadline: float | None = None) -> WhoIsOn | None:
-        """The sessions table of the first source that knows who is logged in (passwd); None when none does."""
+        """The sessions table of the first source that knows who is logged in (passwd); None when none does.
+
+        None with ``--no-list-users``, as `listing` is empty.
+        """
+        if not self.lists:
+            return None
         deadline = self.deadline(deadline)
         for source in self.sources:
             if source.blocking and not wait:

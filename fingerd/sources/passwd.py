@@ -216,6 +216,14 @@ def who_is_on(online: list[tuple[Account, Session, Terminal | None]], show_hosts
 
 
 @dataclass(frozen=True)
+class Roll:
+    """Who the source lists (with their plans) and who is logged in, from one reading of utmp."""
+
+    listing: list[tuple[str, Lines]]
+    who: WhoIsOn
+
+
+@dataclass(frozen=True)
 class PasswdSettings:
     """What the passwd source shows, and where it looks (``--passwd-*``, ``--utmp-file``, ``--mail-dir``, ...)."""
 
@@ -245,7 +253,7 @@ class PasswdSource:
         self.deny = self.settings.deny
         self._offload = Offload("passwd-read", self.readers)
         self._listing_lock = threading.Lock()
-        self._listing: tuple[float, list[tuple[str, Lines]]] = (-self.listing_ttl, [])
+        self._listing: tuple[float, Roll] = (-self.listing_ttl, Roll([], who_is_on([], False, 0.0)))
         self._problem_lock = threading.Lock()
         self._utmp_problem: str | None = None
 
@@ -253,21 +261,25 @@ class PasswdSource:
         return self._offload.call(lambda: self._lookup(name), deadline, f"passwd entry of {name}")
 
     def names(self, deadline: float) -> list[tuple[str, Lines]]:
-        """The accounts logged in now (every visible one with ``--list-all-accounts``), with their plans.
-
-        Rebuilt at most every `listing_ttl` seconds.  A fresh listing is
-        answered here, without a trip through the reader threads, so it is
-        there even while they are all stuck.
-        """
-        with self._listing_lock:
-            built, listing = self._listing
-            if time.monotonic() - built < self.listing_ttl:
-                return listing
-        return self._offload.call(self._names, deadline, "passwd listing")
+        """The accounts logged in now (every visible one with ``--list-all-accounts``), with their plans."""
+        return self._roll(deadline).listing
 
     def who(self, deadline: float) -> WhoIsOn:
         """Who is logged in, and finger's short listing of their sessions (not the list's head with ``--list-all-accounts``)."""
-        return self._offload.call(self._who, deadline, "passwd sessions")
+        return self._roll(deadline).who
+
+    def _roll(self, deadline: float) -> Roll:
+        """The listing and the sessions table, from one reading of utmp, rebuilt at most every `listing_ttl` seconds.
+
+        One reading, so the two never disagree about who is on.  A fresh
+        roll is answered here, without a trip through the reader threads,
+        so it is there even while they are all stuck.
+        """
+        with self._listing_lock:
+            built, roll = self._listing
+            if time.monotonic() - built < self.listing_ttl:
+                return roll
+        return self._offload.call(self._build_roll, deadline, "passwd listing")
 
     def start(self) -> None:
         self._offload.start()
@@ -292,33 +304,32 @@ class PasswdSource:
         where = self._whereabouts(account, self._sessions(), now)
         return account_record(account, self._files(account, verbose=True), where, self.settings, now)
 
-    def _names(self) -> list[tuple[str, Lines]]:
+    def _build_roll(self) -> Roll:
         with self._listing_lock:
-            built, listing = self._listing
+            built, roll = self._listing
             if time.monotonic() - built < self.listing_ttl:
-                return listing
+                return roll
+            now = time.time()
+            logged_in = [
+                (account, account_sessions)
+                for account, account_sessions in self._online_accounts(self._sessions())
+                if self._visible(account)
+            ]
             if self.settings.list_all_accounts:
                 accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
+                accounts = [account for account in accounts if self._visible(account)]
             else:
-                accounts = [account for account, _ in self._online_accounts(self._sessions())]
-            listing = sorted(
-                (account.login, self._files(account, verbose=False).plan or ())
-                for account in accounts
-                if self._visible(account)
-            )
-            self._listing = (time.monotonic(), listing)
-            return listing
-
-    def _who(self) -> WhoIsOn:
-        now = time.time()
-        online = [
-            (account, session, sessions.terminal(session.tty, now))
-            for account, account_sessions in self._online_accounts(self._sessions())
-            if self._visible(account)
-            for session in account_sessions
-        ]
-        table = who_is_on(online, self.settings.show_hosts, now)
-        return replace(table, heads_list=not self.settings.list_all_accounts)
+                accounts = [account for account, _ in logged_in]
+            listing = sorted((account.login, self._files(account, verbose=False).plan or ()) for account in accounts)
+            online = [
+                (account, session, sessions.terminal(session.tty, now))
+                for account, account_sessions in logged_in
+                for session in account_sessions
+            ]
+            table = who_is_on(online, self.settings.show_hosts, now)
+            roll = Roll(listing, replace(table, heads_list=not self.settings.list_all_accounts, source=self.name))
+            self._listing = (time.monotonic(), roll)
+            return roll
 
     def _online_accounts(self, all_sessions: tuple[Session, ...]) -> list[tuple[Account, list[Session]]]:
         """Each account with a session in utmp, and its sessions; names utmp holds that pwd does not know are left out."""

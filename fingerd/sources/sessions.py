@@ -134,7 +134,7 @@ def parse_utmp(data: bytes) -> tuple[tuple[Session, ...], bool]:
     sessions = []
     for fields in UTMP_RECORD.iter_unpack(data[:whole]):
         kind, pid, line, _, user, host, _, _, _, seconds, microseconds = fields[:11]
-        name = _field(user)
+        name = user.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")  # as pwd decodes a login
         if kind == USER_PROCESS and name:
             sessions.append(Session(name, _field(line), _field(host), seconds + microseconds / 1e6, pid))
     return tuple(sessions), whole != len(data)
@@ -171,7 +171,15 @@ def _kind(mode: int) -> str:
 
 
 def _open_regular(path: str) -> int:
-    """A descriptor on ``path``, checked after opening (nothing can be swapped in) to be a regular file."""
+    """A descriptor on ``path``, checked after opening (nothing can be swapped in) to be a regular file.
+
+    It is checked before opening too, so that a path naming a device by
+    mistake is never opened: opening some devices (a tape, a watchdog)
+    acts on them.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise _NotRegular(f"is a {_kind(mode)}, not a regular file")
     descriptor = os.open(path, OPEN_FLAGS)
     try:
         mode = os.fstat(descriptor).st_mode
