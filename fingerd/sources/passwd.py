@@ -305,31 +305,33 @@ class PasswdSource:
         return account_record(account, self._files(account, verbose=True), where, self.settings, now)
 
     def _build_roll(self) -> Roll:
+        """Read utmp, the accounts and their plans, outside the lock: a read stuck on a home holds no other caller."""
         with self._listing_lock:
             built, roll = self._listing
             if time.monotonic() - built < self.listing_ttl:
                 return roll
-            now = time.time()
-            logged_in = [
-                (account, account_sessions)
-                for account, account_sessions in self._online_accounts(self._sessions())
-                if self._visible(account)
-            ]
-            if self.settings.list_all_accounts:
-                accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
-                accounts = [account for account in accounts if self._visible(account)]
-            else:
-                accounts = [account for account, _ in logged_in]
-            listing = sorted((account.login, self._files(account, verbose=False).plan or ()) for account in accounts)
-            online = [
-                (account, session, sessions.terminal(session.tty, now))
-                for account, account_sessions in logged_in
-                for session in account_sessions
-            ]
-            table = who_is_on(online, self.settings.show_hosts, now)
-            roll = Roll(listing, replace(table, heads_list=not self.settings.list_all_accounts, source=self.name))
+        now = time.time()
+        logged_in = [
+            (account, account_sessions)
+            for account, account_sessions in self._online_accounts(self._sessions())
+            if self._visible(account)
+        ]
+        if self.settings.list_all_accounts:
+            accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
+            accounts = [account for account in accounts if self._visible(account)]
+        else:
+            accounts = [account for account, _ in logged_in]
+        listing = sorted((account.login, self._files(account, verbose=False).plan or ()) for account in accounts)
+        online = [
+            (account, session, sessions.terminal(session.tty, now))
+            for account, account_sessions in logged_in
+            for session in account_sessions
+        ]
+        table = who_is_on(online, self.settings.show_hosts, now)
+        roll = Roll(listing, replace(table, heads_list=not self.settings.list_all_accounts, source=self.name))
+        with self._listing_lock:
             self._listing = (time.monotonic(), roll)
-            return roll
+        return roll
 
     def _online_accounts(self, all_sessions: tuple[Session, ...]) -> list[tuple[Account, list[Session]]]:
         """Each account with a session in utmp, and its sessions; names utmp holds that pwd does not know are left out."""
