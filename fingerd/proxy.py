@@ -33,7 +33,6 @@ from dataclasses import dataclass
 Address = tuple[str, int]
 """A peer as sockets give it: host text and port."""
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 V1_PREFIX = b"PROXY "
 V1_MAX_BYTES = 107
@@ -52,7 +51,8 @@ V2_FAMILIES = frozenset({0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32})
 TLV_HEAD = struct.Struct("!BH")
 V1_PORT = re.compile(rb"0|[1-9][0-9]{0,4}")
 HOP_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
-_V1_FAMILIES = {b"TCP4": ipaddress.IPv4Address, b"TCP6": ipaddress.IPv6Address}
+_V1_FAMILIES = {b"TCP4": socket.AF_INET, b"TCP6": socket.AF_INET6}
+_FAMILY_NAMES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 
 
 class ProxyHeaderError(ValueError):
@@ -122,13 +122,12 @@ def _parse_v1(data: bytes) -> ProxyHeader | None:
     return ProxyHeader(1, end + 2, source, destination)
 
 
-def _v1_address(word: bytes, family: type[IP]) -> str:
+def _v1_address(word: bytes, family: int) -> str:
+    """The address in the form peers are compared and logged in; ``inet_pton`` is strict (no leading zeros, no scope)."""
     try:
-        if b"%" in word:
-            raise ValueError("a scope belongs to one host's links")
-        return str(family(word.decode("ascii")))
-    except (UnicodeDecodeError, ValueError):
-        raise ProxyHeaderError(f"v1 address {_shown(word)} is not an {family.__name__[:4]} address") from None
+        return socket.inet_ntop(family, socket.inet_pton(family, word.decode("ascii")))
+    except (UnicodeDecodeError, OSError):
+        raise ProxyHeaderError(f"v1 address {_shown(word)} is not an {_FAMILY_NAMES[family]} address") from None
 
 
 def _v1_port(word: bytes) -> int:
@@ -167,10 +166,10 @@ def _v2_addresses(family: int, body: bytes) -> tuple[Address | None, Address | N
         return None, None, 0
     if address_family == 3:
         return None, None, _need(body, V2_UNIX_BYTES, "Unix")
-    layout, kind = (V2_INET4, ipaddress.IPv4Address) if address_family == 1 else (V2_INET6, ipaddress.IPv6Address)
-    _need(body, layout.size, kind.__name__[:4])
+    layout, kind = (V2_INET4, socket.AF_INET) if address_family == 1 else (V2_INET6, socket.AF_INET6)
+    _need(body, layout.size, _FAMILY_NAMES[kind])
     source, destination, source_port, destination_port = layout.unpack_from(body)
-    return (str(kind(source)), source_port), (str(kind(destination)), destination_port), layout.size
+    return (socket.inet_ntop(kind, source), source_port), (socket.inet_ntop(kind, destination), destination_port), layout.size
 
 
 def _need(body: bytes, size: int, what: str) -> int:

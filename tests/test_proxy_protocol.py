@@ -8,6 +8,7 @@ and parses checks one against the other.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 
 import pytest
@@ -62,6 +63,12 @@ tlvs = st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=60)), max_size
 
 
 # v1
+
+
+def test_ipv4_compatible_and_mapped_addresses_read_as_the_kernel_writes_them():
+    assert parse_header(b"PROXY TCP6 ::102:304 ::1 1 2\r\n").source == ("::1.2.3.4", 1)
+    mapped = parse_header(v2(PROXY, INET6, inet6("::ffff:192.0.2.1", "::1", 1, 2)))
+    assert mapped is not None and mapped.source == ("::ffff:192.0.2.1", 1)
 
 
 def test_v1_tcp4_and_tcp6_headers_name_the_client():
@@ -200,8 +207,11 @@ def test_built_headers_parse_back(source, destination, source_port, destination_
         header = parse_header(data + after)
         assert header is not None
         assert (header.version, header.length) == (version, len(data))
-        assert header.source == (str(ipaddress.ip_address(source)), source_port)
-        assert header.destination == (str(ipaddress.ip_address(destination)), destination_port)
+        for (text, port_number), (sent, sent_port) in ((header.source, (source, source_port)),
+                                                       (header.destination, (destination, destination_port))):
+            assert ipaddress.ip_address(text) == ipaddress.ip_address(sent) and port_number == sent_port
+            assert text == socket.inet_ntop(socket.AF_INET6 if version6 else socket.AF_INET,
+                                            ipaddress.ip_address(sent).packed), "as the kernel writes peers"
     assert parse_header(binary).tlvs == tuple(extra)
 
 
