@@ -41,7 +41,6 @@ from fingerd.sources.sessions import (
     format_idle,
     format_phone,
     format_time,
-    idle_seconds,
     is_terminal_name,
     last_login_lines,
     list_header,
@@ -328,8 +327,8 @@ def pty() -> Iterator[str]:
 def test_the_idle_time_of_a_real_terminal_is_its_access_time(pty):
     now = time.time()
     os.utime(f"/dev/{pty}", (now - 330, now - 10))
-    assert idle_seconds(pty, now) == pytest.approx(330, abs=0.01)
-    assert idle_seconds(pty, now - 400) == 0  # read "in the future": not idle
+    assert terminal(pty, now).idle == pytest.approx(330, abs=0.01)
+    assert terminal(pty, now - 400).idle == 0  # read "in the future": not idle
 
 
 def test_mesg_is_the_group_write_bit(pty):
@@ -356,7 +355,7 @@ def test_plain_terminal_names(name):
 )
 def test_other_names_are_never_looked_up(name):
     assert not is_terminal_name(name)
-    assert idle_seconds(name, time.time()) is None
+    assert terminal(name, time.time()) is None
 
 
 def test_only_a_character_device_counts(tmp_path):

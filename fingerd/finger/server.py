@@ -425,7 +425,7 @@ class FingerServer(BoundedThreadsMixIn, ListenerMixin, socketserver.TCPServer):
 
     def turn_away(self, request: object, client_address: tuple) -> None:  # type: ignore[override]
         """Busy: from a trusted proxy, logged under the client its header names, when the header has arrived."""
-        if self.proxies.networks and self.proxies.trusts(client_address):
+        if self.proxies.trusts(client_address):
             try:
                 header = parse_header(self.socket_of(request).recv(RECV_SIZE, DONT_WAIT | socket.MSG_PEEK))
             except (OSError, ProxyHeaderError):

@@ -171,17 +171,16 @@ def presence_of(where: Whereabouts) -> Presence:
 
 
 def account_record(
-    account: Account, files: HomeFiles, where: Whereabouts | None = None, settings: PasswdSettings | None = None,
-    now: float = 0.0,
+    account: Account, files: HomeFiles, where: Whereabouts, settings: PasswdSettings, now: float
 ) -> Record:
     """The plan is the status the web view shows; finger gets the classic layout, with sessions and mail."""
-    presence = presence_lines(where, settings, now) if where is not None and settings is not None else ()
+    presence = presence_lines(where, settings, now)
     return Record(
         account.login,
         files.plan or (),
         account_reply(account, files, verbose=False, presence=presence),
         account_reply(account, files, verbose=True, presence=presence),
-        presence_of(where) if where is not None else None,
+        presence_of(where),
     )
 
 
@@ -249,8 +248,6 @@ class PasswdSource:
 
     def __init__(self, min_uid: int = 1000, deny: Iterable[str] = (), settings: PasswdSettings | None = None) -> None:
         self.settings = settings or PasswdSettings(min_uid, frozenset(deny))
-        self.min_uid = self.settings.min_uid
-        self.deny = self.settings.deny
         self._offload = Offload("passwd-read", self.readers)
         self._listing_lock = threading.Lock()
         self._listing: tuple[float, Roll] = (-self.listing_ttl, Roll([], who_is_on([], False, 0.0)))
@@ -265,7 +262,7 @@ class PasswdSource:
         return self._roll(deadline).listing
 
     def who(self, deadline: float) -> WhoIsOn:
-        """Who is logged in, and finger's short listing of their sessions (not the list's head with ``--list-all-accounts``)."""
+        """Who is logged in, and finger's short listing of their sessions (the list's head unless ``--list-all-accounts``)."""
         return self._roll(deadline).who
 
     def _roll(self, deadline: float) -> Roll:
@@ -334,7 +331,7 @@ class PasswdSource:
         return roll
 
     def _online_accounts(self, all_sessions: tuple[Session, ...]) -> list[tuple[Account, list[Session]]]:
-        """Each account with a session in utmp, and its sessions; names utmp holds that pwd does not know are left out."""
+        """Each account with a session in utmp, and its sessions; names in utmp that pwd does not know are left out."""
         by_user: dict[str, list[Session]] = {}
         for session in all_sessions:
             by_user.setdefault(session.user, []).append(session)
@@ -359,13 +356,16 @@ class PasswdSource:
         return found
 
     def _whereabouts(self, account: Account, all_sessions: tuple[Session, ...], now: float) -> Whereabouts:
-        own = tuple((session, sessions.terminal(session.tty, now)) for session in all_sessions if session.user == account.login)
+        own = tuple(
+            (session, sessions.terminal(session.tty, now)) for session in all_sessions if session.user == account.login
+        )
         last = None if own else sessions.read_last_login(self.settings.lastlog_file, account.uid)
         spool = mail.mail_status(self.settings.mail_dir, account.login) if self.settings.show_mail else None
         return Whereabouts(own, last, spool)
 
     def _visible(self, account: Account) -> bool:
-        return is_listed(account, self.min_uid, self.deny) and not home_file_exists(account.home, ".nofinger")
+        settings = self.settings
+        return is_listed(account, settings.min_uid, settings.deny) and not home_file_exists(account.home, ".nofinger")
 
     def _files(self, account: Account, verbose: bool) -> HomeFiles:
         def read(name: str) -> Lines | None:

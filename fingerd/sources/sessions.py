@@ -287,12 +287,6 @@ def terminal(tty: str, now: float, dev: str = "/dev") -> Terminal | None:
     return terminal_state(info, now)
 
 
-def idle_seconds(tty: str, now: float, dev: str = "/dev") -> float | None:
-    """Seconds since the terminal was last read, None when unknown (see `terminal`)."""
-    state = terminal(tty, now, dev)
-    return None if state is None else state.idle
-
-
 # layout
 
 

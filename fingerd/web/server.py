@@ -66,7 +66,6 @@ PEEK_BYTES = max(V1_MAX_BYTES, V2_FIXED.size + V2_MAX_BODY)
 """Enough to hold the longest PROXY header either version allows."""
 
 
-
 def _always_healthy() -> bool:
     return True
 
